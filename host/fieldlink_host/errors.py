@@ -1,0 +1,15 @@
+"""The one user-facing error type of the host toolkit."""
+
+from __future__ import annotations
+
+
+class FieldlinkError(Exception):
+    """A user error or an environment problem, reported by the CLI as one line without a traceback.
+
+    ``where`` optionally names the file (and line/column or key) the problem is in.
+    """
+
+    def __init__(self, message: str, where: str | None = None) -> None:
+        self.message = message
+        self.where = where
+        super().__init__(f"{where}: {message}" if where else message)
