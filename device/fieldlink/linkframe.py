@@ -4,7 +4,8 @@
 #   0    1     version (VERSION = 1); any other value is rejected before anything else is read
 #   1    1     type (T_* below)
 #   2    1     flags (F_* below); reserved bits must be 0
-#   3    1     boot id of the sender (low 8 bits of its persisted boot counter)
+#   3    1     boot id of the sender (low 8 bits of its persisted boot counter); in an ACK: the boot id
+#              of the acknowledged message, echoed
 #   4    2     sequence, big endian: per sender, per destination, one per logical message
 #              (the same for every retry and every fragment of that message)
 #   6    2     message id, big endian: ACK -> sequence of the acknowledged message; otherwise an
@@ -69,8 +70,7 @@ F_ACK_REQ = const(0x01)   # receiver must answer with T_ACK
 F_FRAG = const(0x02)      # fragment index/count present
 F_CTR = const(0x04)       # 4-byte replay counter present
 F_AUTH = const(0x08)      # 8-byte HMAC tag at the end of the frame
-F_RETRY = const(0x10)     # this frame is a retransmission (informational)
-F_RESERVED = const(0xE0)
+F_RESERVED = const(0xF0)  # must be 0; a frame with any of these bits set is rejected
 
 # ACK status (first element of the ACK body [status, result])
 ST_OK = const(0)          # applied; result is the handler's return value

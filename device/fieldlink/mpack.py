@@ -26,6 +26,8 @@ except ImportError:
 MAX_DEPTH = const(32)  # max container nesting for both encode and decode
 
 _NO_KEY = object()  # marks "map is waiting for a key"
+_F32_INF = b"\x7f\x80\x00\x00"
+_F32_NINF = b"\xff\x80\x00\x00"
 
 
 # ---------------------------------------------------------------------------------------- encoding
@@ -87,9 +89,12 @@ def _pack(obj, out, depth, single):
     elif isinstance(obj, float):
         if single:
             try:
-                out += struct.pack(">Bf", 0xCA, obj)
+                b = struct.pack(">Bf", 0xCA, obj)
             except OverflowError:
+                b = b"\xca" + _F32_INF
+            if b[1:] in (_F32_INF, _F32_NINF) and obj * 0 == 0:  # finite value overflowed to inf
                 raise EncodeError("float out of float32 range: %r" % obj)
+            out += b
         else:
             out += struct.pack(">Bd", 0xCB, obj)
     elif isinstance(obj, str):
@@ -210,11 +215,11 @@ def _decode(buf, pos, end):
         elif c < 0xA0:
             n = c & 0x0F
         elif c < 0xC0:
-            n = c & 0x1F
-            if pos + n > end:
+            m = c & 0x1F
+            if pos + m > end:
                 raise _truncated()
-            val = _str(buf, pos, n)
-            pos += n
+            val = _str(buf, pos, m)
+            pos += m
         elif c == 0xC0:
             val = None
         elif c == 0xC2:
@@ -227,13 +232,12 @@ def _decode(buf, pos, end):
             w = 1 << (c - 0xC4)
             if pos + w > end:
                 raise _truncated()
-            n = struct.unpack_from((">B", ">H", "", ">I")[w - 1], buf, pos)[0]
+            m = struct.unpack_from((">B", ">H", "", ">I")[w - 1], buf, pos)[0]
             pos += w
-            if pos + n > end:
+            if pos + m > end:
                 raise _truncated()
-            val = bytes(buf[pos:pos + n])
-            pos += n
-            n = -1
+            val = bytes(buf[pos:pos + m])
+            pos += m
         elif c <= 0xC9 or 0xD4 <= c <= 0xD8:
             raise DecodeError("msgpack: ext types are not supported (0x%02x)" % c)
         elif c <= 0xD3:  # 0xca..0xd3: float32, float64, uint8..64, int8..64
@@ -246,13 +250,12 @@ def _decode(buf, pos, end):
             w = 1 << (c - 0xD9)
             if pos + w > end:
                 raise _truncated()
-            n = struct.unpack_from((">B", ">H", "", ">I")[w - 1], buf, pos)[0]
+            m = struct.unpack_from((">B", ">H", "", ">I")[w - 1], buf, pos)[0]
             pos += w
-            if pos + n > end:
+            if pos + m > end:
                 raise _truncated()
-            val = _str(buf, pos, n)
-            pos += n
-            n = -1
+            val = _str(buf, pos, m)
+            pos += m
         else:  # 0xdc..0xdf: array16, array32, map16, map32
             w = 2 if c & 1 == 0 else 4
             if pos + w > end:

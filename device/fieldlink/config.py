@@ -1,0 +1,207 @@
+# Board configuration (/board.json, written by the host from boards/*.toml, see docs/boards.md) and the
+# small persistent state a node keeps across reboots and deep sleep.
+#
+#   cfg = load("/board.json")       -> dict, validated; ConfigError with a clear message otherwise
+#   safe_relay_pins(cfg)            -> [(pin, active_high)] for relays driven by plain GPIOs
+#   State(path, rtc=None)           boot id, sequence, counters: RTC memory first (survives deep sleep),
+#                                   then a file (survives power loss); boot id increments on every
+#                                   boot that is not a deep-sleep wake.
+import json
+
+ROLES = ("node", "gateway")
+LAST_GOOD_SUFFIX = ".last"
+
+
+class ConfigError(Exception):
+    pass
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def validate(cfg, where="board.json"):
+    """Check the structure the roles rely on; returns cfg or raises ConfigError naming the problem."""
+    if not isinstance(cfg, dict):
+        raise ConfigError("%s: top level must be an object, got %s" % (where, type(cfg).__name__))
+    name = cfg.get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError("%s: missing or empty 'name'" % where)
+    role = cfg.get("role")
+    if role not in ROLES:
+        raise ConfigError("%s: 'role' must be one of %s, got %r" % (where, ", ".join(ROLES), role))
+    for key, typ in (("relays", list), ("sensors", list), ("i2c", list), ("pins", dict), ("options", dict)):
+        if key in cfg and not isinstance(cfg[key], typ):
+            raise ConfigError("%s: '%s' must be a %s" % (where, key, "list" if typ is list else "object"))
+    seen = []
+    for i, r in enumerate(cfg.get("relays", [])):
+        if not isinstance(r, dict) or not isinstance(r.get("name"), str):
+            raise ConfigError("%s: relays[%d] needs a string 'name'" % (where, i))
+        if r["name"] in seen:
+            raise ConfigError("%s: duplicate relay name %r" % (where, r["name"]))
+        seen.append(r["name"])
+        if "pin" in r and not _is_int(r["pin"]):
+            raise ConfigError("%s: relays[%d].pin must be an integer" % (where, i))
+        if "pin" not in r and "hc595_bit" not in r:
+            raise ConfigError("%s: relays[%d] needs 'pin' or 'hc595_bit'" % (where, i))
+    for i, s in enumerate(cfg.get("sensors", [])):
+        if not isinstance(s, dict) or not isinstance(s.get("name"), str) or not isinstance(s.get("driver"), str):
+            raise ConfigError("%s: sensors[%d] needs string 'name' and 'driver'" % (where, i))
+        if "interval_ms" in s and (not _is_int(s["interval_ms"]) or s["interval_ms"] < 1):
+            raise ConfigError("%s: sensors[%d].interval_ms must be a positive integer" % (where, i))
+    return cfg
+
+
+def parse(text, where="board.json"):
+    try:
+        cfg = json.loads(text)
+    except ValueError as e:
+        raise ConfigError("%s: not valid JSON (%s)" % (where, e))
+    return validate(cfg, where)
+
+
+def load(path="/board.json"):
+    """Read and validate the board config; ConfigError for a missing, unreadable or invalid file."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError("%s: cannot read (%s)" % (path, e))
+    cfg = parse(text, path)
+    _save_last_good(path, text)
+    return cfg
+
+
+def _save_last_good(path, text):
+    # keep a copy so that a later corrupt config still tells us which relay pins to hold off
+    p = path + LAST_GOOD_SUFFIX
+    try:
+        with open(p) as f:
+            if f.read() == text:
+                return
+    except OSError:
+        pass
+    try:
+        with open(p, "w") as f:
+            f.write(text)
+    except OSError:
+        pass
+
+
+def load_last_good(path="/board.json"):
+    try:
+        return load_quiet(path + LAST_GOOD_SUFFIX)
+    except ConfigError:
+        return None
+
+
+def load_quiet(path):
+    try:
+        with open(path) as f:
+            return parse(f.read(), path)
+    except OSError as e:
+        raise ConfigError("%s: cannot read (%s)" % (path, e))
+
+
+def option(cfg, key, default):
+    opts = cfg.get("options") or {}
+    v = opts.get(key, default)
+    if _is_int(default) and not _is_int(v):
+        return default
+    return v
+
+
+def safe_relay_pins(cfg):
+    """[(pin, active_high)] of GPIO relays (shift-register relays are handled by fieldlink.relays)."""
+    out = []
+    if not isinstance(cfg, dict):
+        return out
+    for r in cfg.get("relays", []) or []:
+        if isinstance(r, dict) and _is_int(r.get("pin")):
+            out.append((r["pin"], r.get("active", "high") != "low"))
+    return out
+
+
+class State:
+    """Boot id, message sequence and counters kept in RTC memory (deep sleep) and a small file."""
+
+    MAGIC = "fl1"
+
+    def __init__(self, path=None, rtc=None, deep_wake=False):
+        self.path = path
+        self.rtc = rtc
+        self.boot = 0
+        self.seq = 0
+        self.counters = {}
+        self.extra = {}
+        self.woke = False
+        data = None
+        if deep_wake and rtc is not None:
+            data = self._from_rtc()
+        if data is not None:
+            self.woke = True
+            self._apply(data)
+        else:
+            fdata = self._from_file()
+            if fdata is not None:
+                self._apply(fdata)
+            self.boot += 1
+            self.seq = 0
+            self.save_file()
+
+    def _apply(self, d):
+        if _is_int(d.get("boot")):
+            self.boot = d["boot"]
+        if _is_int(d.get("seq")):
+            self.seq = d["seq"]
+        if isinstance(d.get("c"), dict):
+            self.counters = d["c"]
+        if isinstance(d.get("x"), dict):
+            self.extra = d["x"]
+
+    def _dump(self):
+        return json.dumps({"m": self.MAGIC, "boot": self.boot, "seq": self.seq, "c": self.counters,
+                           "x": self.extra})
+
+    def _from_rtc(self):
+        try:
+            raw = self.rtc.memory()
+            if not raw:
+                return None
+            d = json.loads(bytes(raw).decode())
+            return d if isinstance(d, dict) and d.get("m") == self.MAGIC else None
+        except Exception:
+            return None
+
+    def _from_file(self):
+        if not self.path:
+            return None
+        try:
+            with open(self.path) as f:
+                d = json.loads(f.read())
+            return d if isinstance(d, dict) and d.get("m") == self.MAGIC else None
+        except Exception:
+            return None
+
+    def next_seq(self):
+        self.seq = (self.seq + 1) & 0xFFFFFFFF
+        return self.seq
+
+    def save_rtc(self):
+        if self.rtc is None:
+            return False
+        try:
+            self.rtc.memory(self._dump().encode())
+            return True
+        except Exception:
+            return False
+
+    def save_file(self):
+        if not self.path:
+            return False
+        try:
+            with open(self.path, "w") as f:
+                f.write(self._dump())
+            return True
+        except OSError:
+            return False
