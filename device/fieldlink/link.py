@@ -260,10 +260,15 @@ class Link:
                 flags |= F_CTR
                 ctr = self._next_ctr(peer)
             seq = peer.next_seq()
+        else:
+            key = self.pmk      # broadcast: unsequenced, signed with the network key
         auth = F_AUTH if key is not None else 0
         if overhead(flags | auth) + len(body) <= MAX_FRAME:
             frames = [build(mtype, flags, self.boot_id, seq, msgid, body, ctr, 0, 0, key)]
         else:
+            if peer is None:
+                self.count("oversize")
+                raise LinkError("a broadcast must fit in one frame")
             parts = split(body, MAX_FRAME - overhead(flags | auth | F_FRAG))
             if len(parts) > self.max_frags:
                 self.count("too_many_frags")
@@ -377,10 +382,15 @@ class Link:
             if peer is None:
                 c["table_full"] += 1
                 return
+        seq = h.seq
+        # seq 0 = unsequenced (broadcasts): no dedup, no ACK, no fragments, no counter
+        unseq = seq == 0 and not (h.flags & (F_ACK_REQ | F_FRAG | F_CTR))
         if peer.key is not None:
             if not (h.flags & F_AUTH) or not check_tag(peer.key, buf, n):
-                c["bad_auth"] += 1
-                return
+                # a broadcast from a paired peer is signed with the network PMK instead
+                if not (unseq and self.pmk is not None and h.flags & F_AUTH and check_tag(self.pmk, buf, n)):
+                    c["bad_auth"] += 1
+                    return
         elif h.flags & F_AUTH:
             c["bad_auth"] += 1
             return
@@ -390,9 +400,16 @@ class Link:
         if t == T_ACK:
             self._on_ack(peer, h, buf)
             return
-        peer.boot(h.boot)
-        seq = h.seq
         mv = memoryview(buf)
+        if unseq:
+            try:
+                obj = mpack.unpackb(mv[h.body:h.end])
+            except ValueError:
+                c["bad_msgpack"] += 1
+                return
+            self._deliver(peer, t, h.flags, 0, h.msgid, 0, obj)
+            return
+        peer.boot(h.boot)
         if h.flags & F_FRAG:
             if peer.check(seq) != D_NEW:
                 self._duplicate(peer, h)
@@ -446,7 +463,8 @@ class Link:
             peer.ctr_rx = ctr
             self._ctr["rx"][_hex(peer.mac)] = ctr
             self._save_ctr()
-        peer.mark(seq)
+        if seq:
+            peer.mark(seq)
         c["rx_msgs"] += 1
         fn = self.handlers.get(mtype)
         if fn is None:

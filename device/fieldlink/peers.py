@@ -33,7 +33,7 @@ class Peer:
         self.cmd_inflight = False
 
     def next_seq(self):
-        self.tx_seq = (self.tx_seq + 1) & 0xFFFF
+        self.tx_seq = (self.tx_seq + 1) & 0xFFFF or 1   # 0 is reserved for unsequenced frames
         return self.tx_seq
 
     def boot(self, boot):

@@ -321,3 +321,34 @@ def test_gateway_serves_200_nodes_on_20_peer_radio():
     assert peak[0] <= 20 and gw.counters["evictions"] > 100
     assert gr.undecryptable == 0 and gw.reg.n_encrypted() == 6
     assert len(gw.nodes()) == 200
+
+
+def test_broadcast_is_unsequenced_and_signed_with_pmk():
+    c, air, gw, node = _net(key=KEY)
+    n2 = NodeLink(air.radio(mac(2)), mac(2), clock=c, boot_id=3, pmk=b"P" * 16)
+    _pair(gw, n2, b"K2" * 8, SEC_AUTH)
+    got = []
+    for n in (node, n2):
+        n.on(lf.T_TIME_SYNC, lambda src, t, obj, mid: got.append(obj))
+    for ts in (5, 5):                                   # the same broadcast twice: both delivered
+        tx = gw.submit(b"\xff" * 6, lf.T_TIME_SYNC, {"ts": ts}, ack=True)
+        assert tx.done and not tx.frames[0][2] & lf.F_ACK_REQ and tx.frames[0][4:6] == b"\x00\x00"
+    drive(c, [gw, node, n2], lambda: len(got) == 4, 100)
+    assert got == [{"ts": 5}] * 4 and node.counters["duplicate"] == 0
+    # an unsequenced frame signed with something else is rejected; a big broadcast is refused
+    node.feed(GW, lf.build(lf.T_TIME_SYNC, 0, 1, 0, 0, mpack.packb(1), 0, 0, 0, b"Q" * 16))
+    assert node.counters["bad_auth"] == 1 and len(got) == 4
+    e = raises(LinkError, gw.submit, b"\xff" * 6, lf.T_EVENT, bytes(400))
+    assert "one frame" in str(e)
+
+
+def test_sequence_wraps_and_skips_zero():
+    c, air, gw, node = _net()
+    got = []
+    gw.on(lf.T_EVENT, lambda src, t, obj, mid: got.append(obj))
+    p = node.table.add(GW)
+    p.tx_seq = 65534
+    txs = [node.submit(GW, lf.T_EVENT, i) for i in range(3)]
+    assert [t.seq for t in txs] == [65535, 1, 2]
+    _pump(c, [gw, node], txs)
+    assert got == [0, 1, 2] and all(t.status == lf.ST_OK for t in txs)

@@ -357,14 +357,12 @@ def _check_segment(ctx, start, end, actions_ok, end_depth, where):
         else:
             _merge(where, depth_at, nxt, d)
         pc = nxt
-    if end not in depth_at:
-        _fail("%s: segment end is unreachable" % where)
-    if depth_at[end] != end_depth:
-        _fail("%s: leaves %d values on the stack, expected %d" % (where, depth_at[end], end_depth))
     # jump targets must land on instruction boundaries: every recorded pc was visited or is the end
     for t in depth_at:
         if t != end and not _visited(code, start, t):
             _fail("%s: jump into the middle of an instruction (%d)" % (where, t))
+    if depth_at.get(end) != end_depth:  # the end is always recorded once the checks above passed
+        _fail("%s: leaves %d values on the stack, expected %d" % (where, depth_at[end], end_depth))
     return deepest, outputs
 
 

@@ -1,0 +1,293 @@
+"""Host side of the gateway serial uplink (docs/protocol.md "Uplink messages (gateway <-> host)").
+
+Frames are ``COBS(msgpack(map) || CRC16) || 0x00`` at 921600 baud. :class:`UplinkClient` opens the port
+with pyserial, runs one reader thread that decodes frames, acknowledges every sequenced gateway message
+(cumulative ``{"t": "ack", "s": N}``), drops duplicates (the gateway resends after a reconnect), counts
+gaps (messages the gateway's ring buffer dropped while the host was away), sends heartbeats while idle,
+and correlates command results (``res`` by ``id``). It is the transport the MQTT bridge builds on.
+
+Example::
+
+    with UplinkClient("/dev/ttyACM0") as gw:
+        print(gw.ping())
+        gw.pair_begin(60)
+        res = gw.node_command("aabbccddeeff", "relay", name="fan", op="on")
+        for msg in gw.messages(timeout=5):
+            print(msg)
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+import serial
+from fieldlink.frame import FrameDecoder, encode_frame
+
+from fieldlink_host.errors import FieldlinkError
+
+DEFAULT_BAUD = 921600
+MAX_FRAME = 4096
+
+
+class UplinkError(FieldlinkError):
+    """The gateway could not be reached or did not answer in time."""
+
+
+class CommandFailed(FieldlinkError):
+    """A command was answered with ``ok: false``; ``.result`` holds the whole ``res`` message."""
+
+    def __init__(self, message: str, result: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass
+class UplinkStats:
+    frames: int = 0
+    messages: int = 0
+    duplicates: int = 0
+    gaps: int = 0
+    bad_msgpack: int = 0
+    bad_msg: int = 0
+    acks_sent: int = 0
+    frames_sent: int = 0
+    gateway_boots: int = 0
+    decoder: dict[str, int] = field(default_factory=dict)
+
+
+def encode_message(msg: dict[str, Any]) -> bytes:
+    """One host -> gateway frame."""
+    return encode_frame(msgpack.packb(msg, use_bin_type=True))
+
+
+def decode_payload(payload: bytes) -> dict[str, Any] | None:
+    """msgpack map with a str "t", or None (the caller counts it)."""
+    obj = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+    if not isinstance(obj, dict) or not isinstance(obj.get("t"), str):
+        return None
+    return obj
+
+
+class UplinkClient:
+    """A serial connection to one gateway. Thread-safe for callers; one internal reader thread."""
+
+    def __init__(self, port: str | serial.SerialBase, baud: int = DEFAULT_BAUD, hb_interval: float = 1.0,
+                 auto_ack: bool = True, max_queue: int = 100_000) -> None:
+        self._port_name = port if isinstance(port, str) else None
+        self._ser: serial.SerialBase | None = None if isinstance(port, str) else port
+        self.baud = baud
+        self.hb_interval = hb_interval
+        self.auto_ack = auto_ack
+        self.stats = UplinkStats()
+        self._dec = FrameDecoder(MAX_FRAME)
+        self._q: queue.Queue[dict[str, Any]] = queue.Queue(max_queue)
+        self._wlock = threading.Lock()
+        self._plock = threading.Lock()
+        self._pending: dict[int, queue.Queue[dict[str, Any]]] = {}
+        self._ids = itertools.count(1)
+        self._last_seq: dict[Any, int] = {}
+        self._gw_boot: Any = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_tx = 0.0
+
+    # ------------------------------------------------------------------ lifecycle
+    def open(self) -> UplinkClient:
+        if self._ser is None:
+            assert self._port_name is not None
+            try:
+                self._ser = serial.Serial(self._port_name, self.baud, timeout=0.05)
+            except (serial.SerialException, OSError) as exc:
+                raise UplinkError(f"cannot open {self._port_name}: {exc}") from exc
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._reader, name="fl-uplink", daemon=True)
+        self._thread.start()
+        self.send({"t": "hello"})
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2)
+            self._thread = None
+        if self._ser is not None and self._port_name is not None:
+            self._ser.close()
+            self._ser = None
+
+    def __enter__(self) -> UplinkClient:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ sending
+    def write_raw(self, data: bytes) -> None:
+        """Write bytes as they are (tests inject garbage with this)."""
+        if self._ser is None:
+            raise UplinkError("uplink is not open")
+        with self._wlock:
+            self._ser.write(data)
+            self._last_tx = time.monotonic()
+
+    def send(self, msg: dict[str, Any]) -> None:
+        self.write_raw(encode_message(msg))
+        self.stats.frames_sent += 1
+
+    def new_id(self) -> int:
+        return next(self._ids) % 0xFFFF + 1
+
+    def request(self, op: str, /, to: str | None = None, timeout: float = 10.0, ttl: int | None = None,
+                check: bool = True, **args: Any) -> dict[str, Any]:
+        """Send a command and wait for its ``res`` message; raise CommandFailed when ``ok`` is false
+        (unless check=False) and UplinkError on timeout."""
+        cid = self.new_id()
+        waiter: queue.Queue[dict[str, Any]] = queue.Queue()
+        with self._plock:
+            self._pending[cid] = waiter
+        msg: dict[str, Any] = {"t": "cmd", "id": cid, "op": op, "a": args}
+        if to is not None:
+            msg["to"] = to.replace(":", "").lower()
+        if ttl is not None:
+            msg["ttl"] = ttl
+        try:
+            self.send(msg)
+            try:
+                res = waiter.get(timeout=timeout)
+            except queue.Empty:
+                raise UplinkError(f"no answer to {op!r} (id {cid}) within {timeout} s") from None
+        finally:
+            with self._plock:
+                self._pending.pop(cid, None)
+        if check and not res.get("ok"):
+            raise CommandFailed(f"{op} failed: {res.get('err')}", res)
+        return res
+
+    # gateway commands
+    def ping(self, timeout: float = 5.0) -> dict[str, Any]:
+        return dict(self.request("ping", timeout=timeout, n=1)["r"])
+
+    def status(self, timeout: float = 5.0) -> dict[str, Any]:
+        return dict(self.request("status", timeout=timeout)["r"])
+
+    def peers(self, timeout: float = 5.0) -> list[dict[str, Any]]:
+        return list(self.request("peers", timeout=timeout)["r"])
+
+    def time_sync(self, epoch_ms: int | None = None, timeout: float = 5.0) -> dict[str, Any]:
+        ts = int(time.time() * 1000) if epoch_ms is None else epoch_ms
+        return dict(self.request("time_sync", timeout=timeout, ts=ts)["r"])
+
+    def pair_begin(self, seconds: int = 60, timeout: float = 5.0) -> dict[str, Any]:
+        return dict(self.request("pair_begin", timeout=timeout, s=seconds)["r"])
+
+    def pair_end(self, timeout: float = 5.0) -> dict[str, Any]:
+        return dict(self.request("pair_end", timeout=timeout)["r"])
+
+    def node_command(self, mac: str, command: str, /, timeout: float = 15.0, ttl: int | None = None,
+                     check: bool = True, **args: Any) -> dict[str, Any]:
+        """Run a node command through the gateway; returns the node's result map (``r``).
+        Command arguments are keywords (``op`` included: ``node_command(mac, "relay", name="fan", op="on")``)."""
+        res = self.request(command, to=mac, timeout=timeout, ttl=ttl, check=check, **args)
+        r = res.get("r")
+        return dict(r) if isinstance(r, dict) else {"ok": bool(res.get("ok")), "err": res.get("err")}
+
+    # ------------------------------------------------------------------ receiving
+    def recv(self, timeout: float | None = None) -> dict[str, Any] | None:
+        """Next gateway message (deduplicated, in order), or None after timeout."""
+        try:
+            return self._q.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def messages(self, timeout: float = 1.0) -> Iterator[dict[str, Any]]:
+        """Messages until none arrives for `timeout` seconds."""
+        while True:
+            m = self.recv(timeout)
+            if m is None:
+                return
+            yield m
+
+    def wait_for(self, pred: Any, timeout: float = 10.0) -> dict[str, Any]:
+        """First message for which pred(msg) is true (others are discarded); UplinkError on timeout."""
+        end = time.monotonic() + timeout
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise UplinkError("timed out waiting for a matching message")
+            m = self.recv(left)
+            if m is not None and pred(m):
+                return m
+
+    def decoder_stats(self) -> dict[str, int]:
+        return dict(self._dec.stats())
+
+    def _reader(self) -> None:
+        assert self._ser is not None
+        while not self._stop.is_set():
+            try:
+                data = self._ser.read(4096)
+            except (serial.SerialException, OSError, TypeError):
+                if self._stop.is_set():
+                    return
+                time.sleep(0.05)
+                continue
+            top = 0
+            if data:
+                for payload in self._dec.feed(data):
+                    self.stats.frames += 1
+                    s = self._payload(payload)
+                    top = max(top, s)
+            if top and self.auto_ack:
+                try:
+                    self.send({"t": "ack", "s": top})
+                    self.stats.acks_sent += 1
+                except (serial.SerialException, OSError, UplinkError):
+                    pass
+            elif time.monotonic() - self._last_tx >= self.hb_interval:
+                try:
+                    self.send({"t": "hb"})
+                except (serial.SerialException, OSError, UplinkError):
+                    pass
+            self.stats.decoder = self._dec.stats()
+
+    def _payload(self, payload: bytes) -> int:
+        try:
+            msg = decode_payload(payload)
+        except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+            self.stats.bad_msgpack += 1
+            return 0
+        if msg is None:
+            self.stats.bad_msg += 1
+            return 0
+        g = msg.get("g")
+        s = msg.get("s")
+        if isinstance(s, int):
+            if g != self._gw_boot:
+                if self._gw_boot is not None:
+                    self.stats.gateway_boots += 1
+                self._gw_boot = g
+                self._last_seq[g] = 0
+            last = self._last_seq.get(g, 0)
+            if s <= last:
+                self.stats.duplicates += 1
+                return s if g == self._gw_boot else 0
+            if last and s > last + 1:
+                self.stats.gaps += s - last - 1
+            self._last_seq[g] = s
+        self.stats.messages += 1
+        if msg["t"] == "res" and isinstance(msg.get("id"), int):
+            with self._plock:
+                w = self._pending.get(msg["id"])
+            if w is not None:
+                w.put(msg)
+        try:
+            self._q.put_nowait(msg)
+        except queue.Full:
+            pass
+        return s if isinstance(s, int) else 0
