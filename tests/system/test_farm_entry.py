@@ -1,5 +1,5 @@
 # MicroPython entry for the pty system tests (no tests here; pytest imports it harmlessly):
-#   micropython test_farm_entry.py --nodes N [--ring R] [--sleepers K]
+#   micropython test_farm_entry.py --nodes N [--ring R] [--interval MS] [--hb S] [--tick MS]
 # Runs the real Gateway and Uplink with the uplink on stdin/stdout (the pty master) and N real Nodes
 # (SensorManager with synthetic sensors, Relays on fake pins) connected through the in-memory FakeAir of
 # tests/device/test_node_support.py, all in one asyncio loop.
@@ -21,13 +21,13 @@ def main():
         import asyncio
     except ImportError:
         import uasyncio as asyncio
-    from test_node_support import GW_CFG, NODE_CFG, FakeAir, FakeLink, PinBank
     from fieldlink.config import State
     from fieldlink.gateway import Gateway
     from fieldlink.node import Node
     from fieldlink.relays import Relays
     from fieldlink.sensors import SensorManager
     from fieldlink.uplink import StdioTransport, Uplink
+    from test_node_support import GW_CFG, NODE_CFG, FakeAir, FakeLink, PinBank
 
     n_nodes = _arg("--nodes", 5)
     ring = _arg("--ring", 256)
@@ -41,9 +41,11 @@ def main():
     nodes = []
     for i in range(n_nodes):
         cfg = json.loads(json.dumps(NODE_CFG))
-        cfg["name"] = "n%d" % i
-        cfg["sensors"] = [{"name": "syn", "driver": "synthetic", "interval_ms": 500, "seed": i + 1}]
-        cfg["options"] = {"heartbeat_s": 2, "telemetry_batch": 2, "batch_ms": 1000}
+        cfg["name"] = "n" + str(i)
+        cfg["sensors"] = [{"name": "syn", "driver": "synthetic", "interval_ms": _arg("--interval", 500),
+                           "seed": i + 1}]
+        cfg["options"] = {"heartbeat_s": _arg("--hb", 2), "telemetry_batch": 2, "batch_ms": 1000,
+                          "tick_ms": _arg("--tick", 100)}
         mac = bytes([2, 0, 0, 0, i >> 8, i & 0xFF])
         link = FakeLink(air, mac)
         node = Node(cfg, link, sensors=SensorManager(cfg), relays=Relays(cfg, pin_factory=PinBank()),

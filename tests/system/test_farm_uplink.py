@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_farm_support import spawn_gateway_pty  # noqa: E402
-
 from fieldlink_host.uplink import CommandFailed, UplinkClient  # noqa: E402
+from test_farm_support import spawn_gateway_pty  # noqa: E402
 
 
 @pytest.fixture

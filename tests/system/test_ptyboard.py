@@ -84,13 +84,13 @@ def test_ctrl_c_interrupts_endless_main(tmp_path: Path) -> None:
     (fs / "main.py").write_text("import time\nprint('app running')\nwhile True:\n    time.sleep(0.05)\n")
     with VirtualBoardProcess(fs) as vb:
         with serial.Serial(vb.port, 115200, timeout=0.2) as s:
-            s.write(b"\x04")  # soft reboot from the REPL is not possible yet: main runs; Ctrl-D is ignored input
+            _read_until(s, b"app running")
             s.write(b"\x03")
             out = _read_until(s, b">>> ")
             assert b"KeyboardInterrupt" in out
         # mpremote against a board whose main.py loops forever (the usual case on hardware)
         s2 = serial.Serial(vb.port, 115200, timeout=0.2)
-        s2.write(b"\x04")  # soft reboot: main.py starts its endless loop again
+        s2.write(b"\x04")  # soft reboot at the REPL: main.py starts its endless loop again
         _read_until(s2, b"app running")
         s2.close()
         assert _mpremote(vb.port, "exec", "print('still ok', 2 + 3)").strip() == "still ok 5"

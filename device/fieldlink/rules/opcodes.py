@@ -24,7 +24,7 @@ TICKS_MASK = const(0x3FFFFFFF)
 TICKS_HALF = const(0x20000000)
 
 # ---- limits (enforced by the compiler and again by the verifier) ----
-MAX_RULES = const(64)
+MAX_RULES = const(128)
 MAX_INPUTS = const(64)
 MAX_CONSTS = const(255)
 MAX_STRINGS = const(255)

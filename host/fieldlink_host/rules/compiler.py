@@ -14,6 +14,7 @@ from pathlib import Path
 
 from fieldlink.rules import opcodes as O
 from fieldlink.rules.verify import VerifyError, crc32, verify
+
 from fieldlink_host.boards import Board, load_board
 from fieldlink_host.rules.parser import (
     Action,
@@ -382,9 +383,11 @@ class Compiler:
         return Compiled(blob, [r.name for r in order], list(self.inputs), disassemble(blob))
 
     def assemble(self, table: list[tuple[int, int, int, int, int, int]]) -> bytes:
-        ins = b"".join(bytes([self.catalog[n].kind,
-                              O.NO_INIT if self.catalog[n].init is None else self.const_idx[self.catalog[n].init],
-                              self.string_idx[n], 0]) for n in self.inputs)
+        ins = b""
+        for n in self.inputs:
+            d = self.catalog[n]
+            init = O.NO_INIT if d.init is None else self.const_idx[d.init]
+            ins += bytes([d.kind, init, self.string_idx[n], 0])
         wins = b"".join(bytes([i, cap]) for i, cap in self.windows.items())
         ks = b"".join(struct.pack("<i", k) for k in self.consts)
         rules = b"".join(struct.pack("<BBHHHii", name, 0, t, e, n, fo, co) for name, t, e, n, fo, co in table)

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-
 from fieldlink.rules import opcodes as O
+
 from fieldlink_host.errors import FieldlinkError
 
 
@@ -444,15 +444,15 @@ class RulesParser(_Doc):
             rf.board_loc = self.loc(top["board"][1])
         names: set[str] = set()
         if "vars" in top:
-            for key, (kn, vn) in self.mapping(top["vars"][1], "vars").items():
+            for _key, (kn, vn) in self.mapping(top["vars"][1], "vars").items():
                 n = self.name(kn, "variable")
                 rf.vars[n] = (self.number(vn, f"initial value of var.{n}"), self.loc(kn))
         if "flags" in top:
-            for key, (kn, vn) in self.mapping(top["flags"][1], "flags").items():
+            for _key, (kn, vn) in self.mapping(top["flags"][1], "flags").items():
                 n = self.name(kn, "flag")
                 rf.flags[n] = (self.boolean(vn, f"default of flag.{n}"), self.loc(kn))
         if "remote" in top:
-            for key, (kn, vn) in self.mapping(top["remote"][1], "remote").items():
+            for _key, (kn, vn) in self.mapping(top["remote"][1], "remote").items():
                 n = self.name(kn, "remote value")
                 iv = 0
                 if not (isinstance(vn, yaml.ScalarNode) and vn.value in ("", "~", "null")):

@@ -9,6 +9,7 @@ from pathlib import Path
 from fieldlink.rules import opcodes as O
 from fieldlink.rules.replay import ReplayError, parse_tod, replay
 from fieldlink.rules.verify import VerifyError
+
 from fieldlink_host.errors import FieldlinkError
 
 

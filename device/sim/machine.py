@@ -1,0 +1,583 @@
+# Virtual-board `machine` module: the MicroPython ESP32 machine API on the unix port / CPython.
+# Hardware state lives in simboard (the selected board); see docs/virtual-board.md.
+#
+# Timers and the WDT run on a background thread. Under MicroPython the thread hands Timer callbacks to
+# micropython.schedule(), so they run on the main thread between bytecodes, like soft IRQs on the ESP32.
+# Under CPython the thread calls them directly.
+import sys
+import time
+
+import simboard
+from machine_bus import I2C, UART, SoftI2C  # noqa: F401 - re-exported
+
+try:
+    import _thread
+except ImportError:  # pragma: no cover
+    _thread = None
+
+try:
+    import micropython
+    _schedule = micropython.schedule
+except (ImportError, AttributeError):
+    _schedule = None
+
+IS_MPY = sys.implementation.name == "micropython"
+
+PWRON_RESET = simboard.PWRON_RESET
+HARD_RESET = simboard.HARD_RESET
+WDT_RESET = simboard.WDT_RESET
+DEEPSLEEP_RESET = simboard.DEEPSLEEP_RESET
+SOFT_RESET = simboard.SOFT_RESET
+PIN_WAKE = simboard.PIN_WAKE
+EXT0_WAKE = simboard.EXT0_WAKE
+EXT1_WAKE = simboard.EXT1_WAKE
+TIMER_WAKE = simboard.TIMER_WAKE
+TOUCHPAD_WAKE = simboard.TOUCHPAD_WAKE
+ULP_WAKE = simboard.ULP_WAKE
+SLEEP = 2
+DEEPSLEEP = 4
+
+
+def _ticks_ms():
+    try:
+        return time.ticks_ms()
+    except AttributeError:
+        return int(time.monotonic() * 1000)
+
+
+def _ticks_diff(a, b):
+    try:
+        return time.ticks_diff(a, b)
+    except AttributeError:
+        return a - b
+
+
+def _sleep_ms(ms):
+    try:
+        time.sleep_ms(ms)
+    except AttributeError:
+        time.sleep(ms / 1000)
+
+
+def _pin_id(pin):
+    if isinstance(pin, Pin):
+        return pin.id
+    if isinstance(pin, int) and not isinstance(pin, bool):
+        return pin
+    raise TypeError("expected a Pin or an int")
+
+
+class Pin:
+    IN = 0
+    OUT = 1
+    OPEN_DRAIN = 2
+    PULL_UP = 1
+    PULL_DOWN = 2
+    PULL_HOLD = 4
+    IRQ_FALLING = 1
+    IRQ_RISING = 2
+    WAKE_LOW = 4
+    WAKE_HIGH = 5
+    DRIVE_0 = 0
+    DRIVE_1 = 1
+    DRIVE_2 = 2
+    DRIVE_3 = 3
+    _UNSET = object()
+
+    def __init__(self, id, mode=-1, pull=-1, *, value=None, drive=None, hold=None):
+        if isinstance(id, Pin):
+            id = id.id
+        if isinstance(id, bool) or not isinstance(id, int) or not 0 <= id <= 48:
+            raise ValueError("invalid pin")
+        self.id = id
+        self.init(mode, pull, value=value, drive=drive, hold=hold)
+
+    def init(self, mode=-1, pull=-1, *, value=None, drive=None, hold=None):
+        st = simboard.board().pin(self.id)
+        if mode != -1:
+            if mode not in (None, Pin.IN, Pin.OUT, Pin.OPEN_DRAIN):
+                raise ValueError("invalid pin mode")
+            st.mode = mode
+        if pull != -1:
+            if pull not in (None, Pin.PULL_UP, Pin.PULL_DOWN):
+                raise ValueError("invalid pull")
+            st.pull = pull
+        if drive is not None:
+            st.drive = drive
+        if value is not None:
+            self._set(value)
+
+    def _set(self, v):
+        b = simboard.board()
+        st = b.pin(self.id)
+        old = b.level(self.id)
+        st.out = 1 if v else 0
+        new = b.level(self.id)
+        if st.mode in (Pin.OUT, Pin.OPEN_DRAIN) and old != new:
+            for w in st.watchers:
+                w(self.id, new)
+
+    def value(self, x=_UNSET):
+        if x is Pin._UNSET:
+            return simboard.board().level(self.id)
+        self._set(x)
+        return None
+
+    def __call__(self, x=_UNSET):
+        return self.value(x)
+
+    def on(self):
+        self._set(1)
+
+    def off(self):
+        self._set(0)
+
+    def toggle(self):
+        self._set(0 if simboard.board().pin(self.id).out else 1)
+
+    def irq(self, handler=None, trigger=IRQ_FALLING | IRQ_RISING, *, wake=None, hard=False):
+        """Handlers are called (with this Pin) when simboard.set_pin() changes the input level."""
+        st = simboard.board().pin(self.id)
+        if handler is not None and not callable(handler):
+            raise TypeError("handler must be callable")
+        if not isinstance(trigger, int) or trigger & ~3 or trigger == 0 and handler is not None:
+            raise ValueError("bad trigger")
+        st.handler = handler
+        st.trigger = trigger
+        st.obj = self
+        return _PinIRQ(self)
+
+    def __repr__(self):
+        return "Pin(%d)" % self.id
+
+
+class _PinIRQ:
+    def __init__(self, pin):
+        self.pin = pin
+
+    def trigger(self):
+        return simboard.board().pin(self.pin.id).trigger
+
+
+class Signal:
+    def __init__(self, pin, *args, invert=False, **kw):
+        self.pin = pin if isinstance(pin, Pin) else Pin(pin, *args, **kw)
+        self.invert = bool(invert)
+
+    def value(self, x=Pin._UNSET):
+        if x is Pin._UNSET:
+            return self.pin.value() ^ self.invert
+        self.pin.value((1 if x else 0) ^ self.invert)
+        return None
+
+    def __call__(self, x=Pin._UNSET):
+        return self.value(x)
+
+    def on(self):
+        self.value(1)
+
+    def off(self):
+        self.value(0)
+
+
+# ---- ADC -------------------------------------------------------------------------------------------
+_ADC_PINS = {"esp32s3": range(1, 21), "esp32c6": range(0, 7)}
+# approximate full-scale input (volts) per attenuation on the ESP32-S3/C6
+_ADC_FULL_SCALE = (0.95, 1.25, 1.75, 3.1)
+
+
+class ADC:
+    ATTN_0DB = 0
+    ATTN_2_5DB = 1
+    ATTN_6DB = 2
+    ATTN_11DB = 3
+    WIDTH_12BIT = 12
+
+    def __init__(self, pin, *, atten=None):
+        pid = _pin_id(pin)
+        allowed = _ADC_PINS.get(simboard.board().chip)
+        if allowed is not None and pid not in allowed:
+            raise ValueError("invalid Pin for ADC")
+        self.pin = pid
+        self._atten = ADC.ATTN_0DB
+        self._width = 12
+        if atten is not None:
+            self.atten(atten)
+
+    def init(self, *, atten=None):
+        if atten is not None:
+            self.atten(atten)
+
+    def atten(self, atten):
+        if atten not in (0, 1, 2, 3):
+            raise ValueError("invalid attenuation")
+        self._atten = atten
+
+    def width(self, bits):
+        if bits not in (12, 3):  # 3 is WIDTH_12BIT on older firmwares
+            raise ValueError("invalid width")
+        self._width = 12
+
+    def _volts(self):
+        src = simboard.board().adc.get(self.pin)
+        if src is None:
+            return 0.0
+        v = float(src())
+        fs = _ADC_FULL_SCALE[self._atten]
+        if v < 0:
+            v = 0.0
+        if v > fs:
+            v = fs
+        return v
+
+    def _raw(self):
+        return int(self._volts() / _ADC_FULL_SCALE[self._atten] * 4095 + 0.5)
+
+    def read(self):
+        return self._raw()
+
+    def read_u16(self):
+        raw = self._raw()
+        return (raw << 4) | (raw >> 8)
+
+    def read_uv(self):
+        return int(self._volts() * 1000000)
+
+
+# ---- RTC -------------------------------------------------------------------------------------------
+_EPOCH_2000 = 946684800
+_RTC_MEM_MAX = 2048
+
+
+def _host_time():
+    t = time.time()
+    if IS_MPY and t > 1e9:  # unix port time.time() is the host's POSIX time (seconds since 1970)
+        return t
+    return t
+
+
+class RTC:
+    """datetime() counts from 2000-01-01 at power-on unless set; survives resets (not power-on)."""
+
+    def __init__(self, id=0):
+        pass
+
+    def _now(self):
+        b = simboard.board()
+        off = b.state.get("rtc_offset")
+        if off is None:
+            if b.boot_ms is None:
+                b.boot_ms = _ticks_ms()
+            return _EPOCH_2000 + _ticks_diff(_ticks_ms(), b.boot_ms) / 1000
+        return _host_time() + off
+
+    def datetime(self, dt=None):
+        if dt is None:
+            t = self._now()
+            secs = int(t)
+            y, mo, d, h, mi, s, wd = _gmtime(secs)
+            return (y, mo, d, wd, h, mi, s, int((t - secs) * 1000000))
+        if len(dt) < 7:
+            raise ValueError("need (year, month, day, weekday, hours, minutes, seconds[, subseconds])")
+        y, mo, d, _wd, h, mi, s = dt[:7]
+        us = dt[7] if len(dt) > 7 else 0
+        if not (1 <= mo <= 12 and 1 <= d <= 31 and 0 <= h < 24 and 0 <= mi < 60 and 0 <= s < 60):
+            raise ValueError("invalid datetime")
+        epoch = _days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s + us / 1000000
+        b = simboard.board()
+        b.state["rtc_offset"] = epoch - _host_time()
+        b.save_state()
+        return None
+
+    def init(self, dt):
+        self.datetime(dt)
+
+    def memory(self, data=None):
+        b = simboard.board()
+        if data is None:
+            return bytes.fromhex(b.state.get("rtc_mem", ""))
+        data = bytes(data)
+        if len(data) > _RTC_MEM_MAX:
+            raise ValueError("buffer too long")
+        b.state["rtc_mem"] = data.hex()
+        b.save_state()
+        return None
+
+
+def _days_from_civil(y, m, d):
+    y -= m <= 2
+    era = (y if y >= 0 else y - 399) // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def _gmtime(secs):
+    days, rem = divmod(int(secs), 86400)
+    h, rem = divmod(rem, 3600)
+    mi, s = divmod(rem, 60)
+    z = days + 719468
+    era = (z if z >= 0 else z - 146096) // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    y = yoe + era * 400
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = mp + (3 if mp < 10 else -9)
+    y += m <= 2
+    wd = (days + 3) % 7  # 1970-01-01 was a Thursday; 0 = Monday
+    return y, m, d, h, mi, s, wd
+
+
+# ---- Timer / WDT: one ticker thread per process ------------------------------------------------------
+_ticker = {"running": False, "items": []}
+_TICK_MS = 2
+
+
+def _ticker_loop():
+    items = _ticker["items"]
+    while _ticker["running"]:
+        _sleep_ms(_TICK_MS)
+        now = _ticks_ms()
+        for it in list(items):
+            it._tick(now)
+
+
+def _ticker_add(item):
+    items = _ticker["items"]
+    if item not in items:
+        items.append(item)
+    if not _ticker["running"]:
+        _ticker["running"] = True
+        if _thread is None:
+            raise OSError("no thread support for Timer/WDT")
+        if not IS_MPY:
+            import threading
+            threading.Thread(target=_ticker_loop, daemon=True, name="sim-ticker").start()
+        else:
+            _thread.start_new_thread(_ticker_loop, ())
+
+
+def _ticker_remove(item):
+    items = _ticker["items"]
+    if item in items:
+        items.remove(item)
+
+
+class Timer:
+    ONE_SHOT = 0
+    PERIODIC = 1
+
+    def __init__(self, id, *args, **kwargs):
+        if not isinstance(id, int) or not -1 <= id <= 3:
+            raise ValueError("invalid Timer number")
+        self.id = id
+        self._cb = None
+        self._period = 0
+        self._mode = Timer.PERIODIC
+        self._due = None
+        self._pending = False
+        if args or kwargs:
+            self.init(*args, **kwargs)
+
+    def init(self, *, mode=PERIODIC, period=-1, callback=None, freq=-1, tick_hz=1000):
+        if mode not in (Timer.ONE_SHOT, Timer.PERIODIC):
+            raise ValueError("invalid mode")
+        if freq is not None and freq != -1:
+            if freq <= 0:
+                raise ValueError("freq must be > 0")
+            period_ms = 1000.0 / freq
+        elif period is not None and period >= 0:
+            period_ms = period * 1000.0 / tick_hz
+        else:
+            raise ValueError("need period or freq")
+        if callback is not None and not callable(callback):
+            raise TypeError("callback must be callable")
+        self.deinit()
+        self._mode = mode
+        self._period = max(1, int(period_ms + 0.5))
+        self._cb = callback
+        self._due = _ticks_ms() + self._period
+        self._board = simboard.board()
+        self._board.timers.append(self)
+        _ticker_add(self)
+
+    def deinit(self):
+        self._due = None
+        _ticker_remove(self)
+        b = getattr(self, "_board", None)
+        if b is not None and self in b.timers:
+            b.timers.remove(self)
+
+    def value(self):
+        if self._due is None:
+            return 0
+        return max(0, _ticks_diff(self._due, _ticks_ms()))
+
+    def _tick(self, now):
+        if self._due is None or _ticks_diff(now, self._due) < 0:
+            return
+        if self._mode == Timer.PERIODIC:
+            self._due += self._period
+            if _ticks_diff(now, self._due) > self._period:  # fell behind: skip, like a busy soft IRQ
+                self._due = now + self._period
+        else:
+            self.deinit()
+        cb = self._cb
+        if cb is None:
+            return
+        if _schedule is not None and IS_MPY:
+            if self._pending:
+                return
+            self._pending = True
+            try:
+                _schedule(self._run, None)
+            except RuntimeError:  # schedule queue full: the callback is dropped, as on hardware
+                self._pending = False
+        else:
+            self._run(None)
+
+    def _run(self, _):
+        self._pending = False
+        cb = self._cb
+        if cb is not None:
+            cb(self)
+
+
+class _WdtCore:
+    def __init__(self, board, timeout):
+        self.board = board
+        self.timeout = timeout
+        self.last = _ticks_ms()
+
+    def _stop(self):
+        _ticker_remove(self)
+
+    def _tick(self, now):
+        if _ticks_diff(now, self.last) > self.timeout:
+            _ticker_remove(self)
+            print("WDT: task watchdog timeout, resetting")
+            self.board.end(WDT_RESET, from_thread=True)
+
+
+class WDT:
+    """A missed feed() ends the process as a WDT reset (exit code simboard.EXIT_WDT_RESET; under
+    MicroPython the process is SIGKILLed because a thread cannot exit it -- sim_state.json says why).
+    Like the ESP32 task WDT it cannot be stopped; creating it again changes the timeout."""
+
+    def __init__(self, id=0, timeout=5000):
+        if id != 0:
+            raise ValueError("WDT id must be 0")
+        if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
+            raise ValueError("timeout must be >= 1 ms")
+        b = simboard.board()
+        if b.wdt is None:
+            b.wdt = _WdtCore(b, timeout)
+        b.wdt.timeout = timeout
+        b.wdt.last = _ticks_ms()
+        self._core = b.wdt
+        _ticker_add(b.wdt)
+
+    def feed(self):
+        self._core.last = _ticks_ms()
+
+
+# ---- module functions ------------------------------------------------------------------------------
+def reset():
+    simboard.board().end(HARD_RESET)
+
+
+def soft_reset():
+    simboard.board().end(SOFT_RESET)
+
+
+def reset_cause():
+    return simboard.board().reset_cause
+
+
+def wake_reason():
+    return simboard.board().wake_reason
+
+
+def deepsleep(time_ms=None):
+    """Ends the process; the launcher restarts it after time_ms (never by itself if None)."""
+    if time_ms is not None and time_ms < 0:
+        raise ValueError("time_ms must be >= 0")
+    simboard.board().end(DEEPSLEEP_RESET, sleep_ms=time_ms, wake=TIMER_WAKE if time_ms is not None else 0)
+
+
+def lightsleep(time_ms=None):
+    b = simboard.board()
+    if time_ms is not None:
+        _sleep_ms(int(time_ms))
+        b.wake_reason = TIMER_WAKE
+        return
+    start = b.pin_events
+    while b.pin_events == start:
+        _sleep_ms(5)
+    b.wake_reason = PIN_WAKE
+
+
+def unique_id():
+    return bytes(simboard.board().mac)
+
+
+_FREQS = (20000000, 40000000, 80000000, 160000000, 240000000)
+
+
+def freq(hz=None, *args):
+    b = simboard.board()
+    if hz is None:
+        return b.freq
+    if hz not in _FREQS:
+        raise ValueError("frequency must be 20MHz, 40MHz, 80Mhz, 160MHz or 240MHz")
+    if b.chip == "esp32c6" and hz > 160000000:
+        raise ValueError("frequency must be 20MHz, 40MHz, 80Mhz or 160MHz")
+    b.freq = hz
+    return None
+
+
+def idle():
+    _sleep_ms(0)
+
+
+_irq_state = [1]
+
+
+def disable_irq():
+    s = _irq_state[0]
+    _irq_state[0] = 0
+    return s
+
+
+def enable_irq(state=1):
+    _irq_state[0] = state
+
+
+def time_pulse_us(pin, pulse_level, timeout_us=1000000):
+    """Returns a pulse width queued with simboard.queue_pulse(pin, us); otherwise waits for the pin to
+    reach pulse_level (driven by simboard.set_pin) and returns -2 if it does not within timeout_us,
+    -1 if it stays there for the whole timeout."""
+    pid = _pin_id(pin)
+    b = simboard.board()
+    st = b.pin(pid)
+    if st.pulses:
+        w = st.pulses.pop(0)
+        return w if w <= timeout_us else -1
+    deadline = _ticks_ms() + max(1, timeout_us // 1000)
+    while b.level(pid) != pulse_level:
+        if _ticks_diff(deadline, _ticks_ms()) <= 0:
+            return -2
+        _sleep_ms(1)
+    start = _ticks_ms()
+    while b.level(pid) == pulse_level:
+        if _ticks_diff(_ticks_ms(), start) * 1000 >= timeout_us:
+            return -1
+        _sleep_ms(1)
+    return _ticks_diff(_ticks_ms(), start) * 1000
+
+
+def bootloader(*args):
+    raise OSError("bootloader() is not available on the virtual board")
