@@ -10,6 +10,7 @@ bundle root so no absolute path is embedded in the .mpy files).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -254,14 +255,20 @@ def default_out(board: Board) -> Path:
 def build_bundle(board: Board | str, out: Path | str | None = None, *, app_dir: Path | str | None = None,
                  rules: Iterable[Path | str] = (), natmod_dir: Path | str | None = None,
                  device_pkg: Path | str | None = None, opt_level: int = 0, version: str | None = None,
+                 arch: str | None = None,
                  revision: str | None = None,
                  progress: Callable[[int, int, str], None] | None = None) -> Bundle:
     """Build the bundle for ``board`` into ``out`` (default ``build/<board>``), replacing its content.
 
     ``revision`` overrides the detected source git revision (``git rev-parse HEAD[+dirty]``).
-    ``progress(done, total, name)`` is called once per file.
+    ``arch`` overrides the board's mpy architecture (e.g. ``x64`` to run native code on the virtual
+    board); ``progress(done, total, name)`` is called once per file.
     """
     b = load_board(board) if isinstance(board, str) else board
+    if arch is not None:
+        if arch not in MPY_ARCH_CODES:
+            raise FieldlinkError(f"unknown mpy arch {arch!r} (known: {', '.join(MPY_ARCH_CODES)})")
+        b = dataclasses.replace(b, arch=arch)
     if not 0 <= opt_level <= 3:
         raise FieldlinkError(f"optimisation level must be 0..3, got {opt_level}")
     pkg = Path(device_pkg) if device_pkg is not None else DEVICE_PKG

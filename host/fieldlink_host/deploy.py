@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from fieldlink_host.build import Bundle, build_bundle, bundle_payload_files, load_bundle, sha256_file
+from fieldlink_host.build import RESERVED, Bundle, build_bundle, bundle_payload_files, load_bundle, sha256_file
 from fieldlink_host.errors import FieldlinkError
 
 SLOT_ROOT = "fl"
@@ -190,8 +190,9 @@ class DeployResult:
     port: str
     slot: str
     previous: str | None
-    files_copied: int
-    bytes_copied: int
+    files_copied: int  # app files (listed in manifest.json) sent from the host
+    bytes_copied: int  # every byte sent from the host, metadata included
+    meta_copied: int  # manifest.json / ota.json / ota.sig / loader files sent from the host
     local_copies: int
     removed: int
     switched: bool
@@ -202,7 +203,8 @@ class DeployResult:
         if not self.switched:
             return (f"{self.port}: up to date (slot {self.slot}), 0 files copied"
                     f"{', reset' if self.reset else ''}")
-        return (f"{self.port}: {self.files_copied} files ({self.bytes_copied} bytes) copied via {self.via}, "
+        meta = f" + {self.meta_copied} metadata/loader" if self.meta_copied else ""
+        return (f"{self.port}: {self.files_copied} files{meta} ({self.bytes_copied} bytes) copied via {self.via}, "
                 f"{self.local_copies} reused on the device, {self.removed} removed; active slot "
                 f"{self.previous or '-'} -> {self.slot}{', soft reset' if self.reset else ''} "
                 f"({self.seconds:.1f} s)")
@@ -420,9 +422,10 @@ def deploy(port: str, bundle: Path | str | Bundle | None = None, *, via: str = "
         except Exception:
             if ok:
                 raise
-    n_files = len(plan.transfer) + len(plan.loader)
+    n_files = len([p for p in plan.transfer if p not in RESERVED])
+    n_meta = len(plan.transfer) - n_files + len(plan.loader)
     return DeployResult(via=via, port=port, slot=plan.slot, previous=plan.previous, files_copied=n_files,
-                        bytes_copied=sent, local_copies=len(plan.local), removed=len(plan.remove),
+                        bytes_copied=sent, meta_copied=n_meta, local_copies=len(plan.local), removed=len(plan.remove),
                         switched=plan.switch, reset=do_reset, seconds=time.monotonic() - t0)
 
 

