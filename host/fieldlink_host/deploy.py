@@ -24,7 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from fieldlink_host.build import RESERVED, Bundle, build_bundle, bundle_payload_files, load_bundle, sha256_file
+from fieldlink_host.build import (
+    RESERVED,
+    Bundle,
+    build_bundle,
+    bundle_payload_files,
+    load_bundle,
+    sha256_file,
+)
 from fieldlink_host.errors import FieldlinkError
 
 SLOT_ROOT = "fl"

@@ -11,7 +11,6 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
 from fieldlink_host.build import build_bundle, load_bundle, mpy_header_arch
 from fieldlink_host.cli import main
 from fieldlink_host.errors import FieldlinkError

@@ -11,8 +11,6 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from littlefs import LittleFS
-
 from fieldlink_host import parttable
 from fieldlink_host.boards import load_board
 from fieldlink_host.build import build_bundle
@@ -20,6 +18,7 @@ from fieldlink_host.cli import main
 from fieldlink_host.deploy import LOADER_FILES
 from fieldlink_host.errors import FieldlinkError
 from fieldlink_host.image import build_fs_image, build_image, merge, read_fs_image
+from littlefs import LittleFS
 
 ROOT = Path(__file__).resolve().parents[2]
 FIX = ROOT / "tests" / "fixtures" / "build"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-
 from fieldlink_host.boards import Partition, list_boards
 from fieldlink_host.errors import FieldlinkError
 from fieldlink_host.parttable import decode, encode

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from fieldlink_host.build import build_bundle
 from fieldlink_host.cli import main
 from fieldlink_host.errors import FieldlinkError

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from fieldlink_host.build import build_bundle
 from fieldlink_host.deploy import deploy
 from fieldlink_host.errors import FieldlinkError

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import serial
-
 from fieldlink_host.ptyboard import VirtualBoardProcess
 
 
