@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from fieldlink_host.boards import FLASH_SIZES, list_boards, load_board, load_board_file
 from fieldlink_host.errors import FieldlinkError
 

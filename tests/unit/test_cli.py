@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
-
 from fieldlink_host import __version__
 from fieldlink_host.cli import build_parser, main
 
