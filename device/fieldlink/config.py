@@ -60,21 +60,21 @@ def parse(text, where="board.json"):
     return validate(cfg, where)
 
 
-def load(path="/board.json"):
-    """Read and validate the board config; ConfigError for a missing, unreadable or invalid file."""
+def load(path="/board.json", last=None):
+    """Read and validate the board config; ConfigError for a missing, unreadable or invalid file.
+    A good config is copied to `last` (default path + ".last") for load_last_good()."""
     try:
         with open(path) as f:
             text = f.read()
     except OSError as e:
         raise ConfigError("%s: cannot read (%s)" % (path, e))
     cfg = parse(text, path)
-    _save_last_good(path, text)
+    _save_last_good(last or path + LAST_GOOD_SUFFIX, text)
     return cfg
 
 
-def _save_last_good(path, text):
+def _save_last_good(p, text):
     # keep a copy so that a later corrupt config still tells us which relay pins to hold off
-    p = path + LAST_GOOD_SUFFIX
     try:
         with open(p) as f:
             if f.read() == text:
@@ -88,9 +88,10 @@ def _save_last_good(path, text):
         pass
 
 
-def load_last_good(path="/board.json"):
+def load_last_good(path="/board.json", last=None):
+    """The last good config saved by load() (at `last`, default path + ".last"), or None."""
     try:
-        return load_quiet(path + LAST_GOOD_SUFFIX)
+        return load_quiet(last or path + LAST_GOOD_SUFFIX)
     except ConfigError:
         return None
 

@@ -1,13 +1,18 @@
-# Device entry point: fieldlink.main.run() (called from main.py on the board, or by the virtual board).
+# Device entry point: fieldlink.main.run() (called from the slot's main module on the board, or by the
+# virtual board). See docs/roles.md "Starting" and docs/deploy.md "Device layout".
 #
-#   1. read the board config (/board.json, or the path given / $FIELDLINK_BOARD)
+#   1. find and read the board config: run(path) > $FIELDLINK_BOARD > board.json of the active app slot
+#      (sys.path[0] when it ends with /fl/a or /fl/b, put there by the boot.py loader) > /board.json
+#      (relative board.json on the unix port, whose working directory is the board's directory)
 #   2. relays to their safe state FIRST (fieldlink.relays.Relays drives every output OFF in its
-#      constructor); with an unreadable/corrupt config the last good copy (/board.json.last) still tells
-#      which relays to hold off
-#   3. start the role from the config ("node" or "gateway") in asyncio
-# A bad config prints a clear error and retries every retry_s seconds (feeding the watchdog); a role that
-# dies is logged, its relays are switched off, and it is restarted with backoff. Nothing here ever
-# crash-loops with relays left on.
+#      constructor); with an unreadable/corrupt config the last good copy still tells which relays to
+#      hold off (kept in the store when the config lives in an app slot, else next to the config)
+#   3. node: the rules engine (program hot-swapped into the store, else the slot's bundled rules/*.bin)
+#   4. start the role from the config ("node" or "gateway") in asyncio
+# State (relays, node/gateway state, link peers, hot-swapped rules) lives in the store, fl/data, outside
+# the app slots, so it survives app updates. A bad config prints a clear error and retries every retry_s
+# seconds (feeding the watchdog); a role that dies is logged, its relays are switched off, and it is
+# restarted with backoff. Nothing here ever crash-loops with relays left on.
 import sys
 
 try:
@@ -18,7 +23,24 @@ except ImportError:  # pragma: no cover
 from fieldlink import config
 from fieldlink.tasks import Log, exc_text, print_exc
 
-DEFAULT_STORE = "/fl"
+BOARD_JSON = "board.json"
+STORE_DIR = "fl/data"  # the store, relative to the root of the board's filesystem
+RULES_FILE = "rules.bin"  # hot-swapped rules program, in the store
+RULES_DIR = "rules"  # bundled rules programs (*.bin), in the app slot
+LAST_GOOD = "board.json.last"  # last good board config, in the store (config in an app slot)
+
+
+def _unix():
+    return sys.platform in ("linux", "darwin")
+
+
+def _root(name):
+    """A path at the root of the board's filesystem: absolute on a board, relative to the working
+    directory on the unix port (the virtual board's directory; "/" would be the host's root)."""
+    return name if _unix() else "/" + name
+
+
+DEFAULT_STORE = _root(STORE_DIR)
 
 
 def say(msg):
@@ -47,6 +69,63 @@ def _exists(path):
         return True
     except OSError:
         return False
+
+
+def _dirname(path):
+    i = path.rfind("/")
+    if i < 0:
+        return ""
+    return path[:i] if i > 0 else "/"
+
+
+def _join(d, name):
+    if not d or d == ".":
+        return name
+    return d + name if d.endswith("/") else d + "/" + name
+
+
+def slot_dir(d=None):
+    """The app slot directory d (default sys.path[0], where the boot.py loader puts the active slot) if
+    it is one (ends with /fl/a or /fl/b), else None."""
+    if d is None:
+        d = sys.path[0] if sys.path else ""
+    if not isinstance(d, str):
+        return None
+    d = d.rstrip("/")
+    if d in ("fl/a", "fl/b") or d.endswith("/fl/a") or d.endswith("/fl/b"):
+        return d
+    return None
+
+
+def find_config(path=None):
+    """The board config to use: path > $FIELDLINK_BOARD > the active slot's board.json > /board.json
+    (relative board.json on the unix port)."""
+    if path:
+        return path
+    env = _getenv("FIELDLINK_BOARD")
+    if env:
+        return env
+    d = slot_dir()
+    if d is not None and _exists(_join(d, BOARD_JSON)):
+        return _join(d, BOARD_JSON)
+    return _root(BOARD_JSON)
+
+
+def app_dir(config_path):
+    """Where the app's bundled files (rules/) are: the active slot, else the config's directory."""
+    d = slot_dir()
+    if d is not None:
+        return d
+    return _dirname(config_path)
+
+
+def last_good_path(config_path, store):
+    """Where load() keeps the last good config: nothing is written into an app slot (deploy and OTA
+    replace slots, and a changed slot no longer matches its bundle), so a slot's config is copied to
+    <store>/board.json.last; any other config to <config>.last."""
+    if store and slot_dir(_dirname(config_path)) is not None:
+        return _join(store, LAST_GOOD)
+    return config_path + config.LAST_GOOD_SUFFIX
 
 
 def _mkdir(path):
@@ -103,7 +182,7 @@ def make_relays(cfg, store, restore=True):
 
 def hold_safe(path, store):
     """Config unusable: drive the relays named in the last good config OFF (no restore)."""
-    last = config.load_last_good(path)
+    last = config.load_last_good(path, last_good_path(path, store))
     if last is None:
         return None
     try:
@@ -211,17 +290,51 @@ def build_node(cfg, store, relays, wdt=None, radio_parts=None, rules=None):
     return node
 
 
-def make_rules(cfg, store):
-    """Rules engine seam: None until a rules runtime is installed (node.rules may be set later)."""
+def bundled_rules(app):
+    """Bundled rules programs of an app directory: the paths of rules/*.bin, sorted by name."""
+    d = _join(app, RULES_DIR) if app else RULES_DIR
     try:
-        from fieldlink.rules import runtime
-    except ImportError:
-        return None
+        import os
+        names = os.listdir(d)
+    except OSError:
+        return []
+    return [_join(d, n) for n in sorted(names) if n.endswith(".bin")]
+
+
+def make_rules(cfg, store, app=None):
+    """The node's RuleEngine (fieldlink.rules.engine), persisted at <store>/rules.bin. Program: the one
+    persisted there by a hot swap (rules_load) if it verifies, else the bundled program (the first
+    rules/*.bin of the app directory by name, not persisted), else none (a later rules_load installs
+    one). Every problem is reported and the node runs on; None only if the engine cannot be created."""
     try:
-        return runtime.from_config(cfg, store)
+        from fieldlink.rules.engine import RuleEngine
+        eng = RuleEngine(path=_join(store, RULES_FILE) if store else None, restore=True)
     except Exception as e:
         say("rules engine not started: %s" % exc_text(e))
         return None
+    if eng.prog is not None:
+        say("rules: %s loaded (persisted, %d rules, %d bytes)" % (eng.path, len(eng.prog.rule_names),
+                                                                  len(eng.prog.raw)))
+        return eng
+    if eng.last_error:
+        say("rules: %s: %s" % (eng.path, eng.last_error))
+    files = bundled_rules(app)
+    if not files:
+        say("rules: no program (none persisted in %s, none bundled in %s)" % (store, _join(app, RULES_DIR)))
+        return eng
+    if len(files) > 1:
+        say("rules: several bundled programs, using %s (ignored: %s)" % (files[0], ", ".join(files[1:])))
+    p = files[0]
+    try:
+        with open(p, "rb") as f:
+            blob = f.read()
+        prog = eng.load(blob, persist=False)
+    except Exception as e:
+        eng.last_error = "bundled program %s rejected: %s" % (p, exc_text(e))
+        say("rules: %s; running without rules" % eng.last_error)
+        return eng
+    say("rules: %s loaded (bundled, %d rules, %d bytes)" % (p, len(prog.rule_names), len(prog.raw)))
+    return eng
 
 
 async def _role_main(role_obj):
@@ -231,17 +344,19 @@ async def _role_main(role_obj):
 def run(config_path=None, role=None, uplink=None, store=None, retry_s=5, max_attempts=None):
     """Start the board. Arguments override the defaults/environment ($FIELDLINK_BOARD, $FIELDLINK_UPLINK,
     $FIELDLINK_STORE); max_attempts bounds the retry loops (tests), None = forever."""
-    path = config_path or _getenv("FIELDLINK_BOARD") or "/board.json"
+    path = find_config(config_path)
     uplink = uplink or _getenv("FIELDLINK_UPLINK")
     store = store or _getenv("FIELDLINK_STORE") or DEFAULT_STORE
     _mkdir(store)
+    last = last_good_path(path, store)
+    app = app_dir(path)
     attempts = 0
     backoff = retry_s
     wdt = None
     while max_attempts is None or attempts < max_attempts:
         attempts += 1
         try:
-            cfg = config.load(path)
+            cfg = config.load(path, last)
         except config.ConfigError as e:
             say("board config error: %s" % e)
             say("relays held OFF; retrying in %d s" % retry_s)
@@ -261,11 +376,12 @@ def run(config_path=None, role=None, uplink=None, store=None, retry_s=5, max_att
         if wdt is None:
             wdt = _wdt(cfg)
         r = role or cfg["role"]
+        say("board %s (%s) from %s, store %s: starting the %s role" % (cfg["name"], cfg["role"], path, store, r))
         try:
             if r == "gateway":
                 obj = build_gateway(cfg, store, uplink, wdt)
             else:
-                obj = build_node(cfg, store, relays, wdt, rules=make_rules(cfg, store))
+                obj = build_node(cfg, store, relays, wdt, rules=make_rules(cfg, store, app))
             asyncio.run(_role_main(obj))
             backoff = retry_s
         except KeyboardInterrupt:

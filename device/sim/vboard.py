@@ -63,8 +63,20 @@ def setup(opts):
     return b, d
 
 
+def _setenv(name, value):
+    import os
+    if os.getenv(name):
+        return
+    if hasattr(os, "environ"):
+        os.environ[name] = value
+    else:
+        os.putenv(name, value)
+
+
 def run_entry(opts, d):
     sys.path.insert(0, d)
+    if _exists(d + "/board.json"):  # fieldlink.main finds the board config through $FIELDLINK_BOARD
+        _setenv("FIELDLINK_BOARD", d + "/board.json")
     try:
         import os
         os.chdir(d)

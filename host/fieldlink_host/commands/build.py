@@ -12,8 +12,12 @@ EXAMPLES = """examples:
   fieldlink build --board esp32-s3-devkitc-1                    bundle into build/esp32-s3-devkitc-1/
   fieldlink build --board sim-node --app myapp --out build/sim   add the app in ./myapp (main.py, ...)
   fieldlink build --board esp32-c6-devkitc-1 --rules rules.bin -O2
+  fieldlink build --board sim-node --rules examples/greenhouse.rules.yaml --arch x64   for the virtual board
 The bundle holds .mpy files for the board's architecture (xtensawin or rv32imc), board.json and
 manifest.json (file list, sizes, sha256, board, version, git revision, mpy-cross version).
+Without an app main.py a generated main module starts fieldlink.main.run() (the board's role).
+YAML rules (NAME.yaml, NAME.rules.yaml) are compiled for the board into rules/NAME.bin; .bin programs
+are verified and copied; the node runs the first rules/*.bin by name.
 Building twice from the same sources gives byte-identical output.
 """
 
@@ -48,7 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--board", "-b", required=True, help="board name (boards/NAME.toml) or board file")
     p.add_argument("--out", "-o", type=Path, help="output directory (default build/BOARD)")
     p.add_argument("--app", type=Path, help="user app directory (main.py and modules) to include")
-    p.add_argument("--rules", type=Path, action="append", help="compiled rules file to include (repeatable)")
+    p.add_argument("--rules", type=Path, action="append", metavar="FILE",
+                   help="rules to include (repeatable): YAML is compiled for the board into rules/NAME.bin, "
+                        "a compiled .bin is verified and copied")
     p.add_argument("--natmods", type=Path, help="directory with ARCH/*.mpy native modules (default: none)")
     p.add_argument("-O", "--opt", type=int, default=0, choices=range(4), metavar="N",
                    help="mpy-cross optimisation level 0..3 (default 0)")
