@@ -360,7 +360,10 @@ class Link:
 
     # ----------------------------------------------------------------------------- receiving
     def feed(self, src, buf):
-        """Process one received frame (buf may be a reused buffer: nothing keeps a reference)."""
+        """Process one received frame (buf may be a reused buffer: nothing keeps a reference).
+        src may be irecv's reused bytearray: it is copied once to bytes so it can key the peer table."""
+        if type(src) is not bytes:
+            src = bytes(src)
         c = self.counters
         c["rx_frames"] += 1
         n = len(buf)

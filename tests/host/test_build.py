@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import tomllib
 from pathlib import Path
@@ -178,3 +179,125 @@ def test_cli_build(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc = main(["build", "--board", "no-such-board", "--out", str(tmp_path / "d")])
     err = capsys.readouterr().err
     assert rc == 1 and err.startswith("fieldlink: error: unknown board") and "Traceback" not in err
+
+
+# ---------------------------------------------------------------------------------- generated main, rules
+
+def _pkg_with_main(tmp: Path) -> Path:
+    """The fixture package plus a ``main`` module whose run() says it ran (fieldlink.main stand-in)."""
+    pkg = tmp / "pkg" / "fieldlink"
+    shutil.copytree(PKG, pkg)
+    (pkg / "main.py").write_text("def run():\n    print('fieldlink.main.run called', hello_from())\n\n\n"
+                                 "def hello_from():\n    import fieldlink\n    return fieldlink.hello()\n")
+    return pkg
+
+
+def test_generated_main_starts_fieldlink_main_when_the_app_has_none(tmp_path: Path) -> None:
+    pkg = _pkg_with_main(tmp_path)
+    b = build_bundle(str(BOARD), tmp_path / "b", device_pkg=pkg, revision="x")
+    paths = [f.path for f in b.files]
+    assert "main.mpy" in paths and "fieldlink/main.mpy" in paths and "main.py" not in paths
+    # the slot's main module runs fieldlink.main.run() (bytecode .mpy, so the unix port runs it)
+    env = dict(os.environ, MICROPYPATH=str(tmp_path / "b"))
+    proc = subprocess.run(["micropython", "-c", "import main"], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "fieldlink.main.run called fieldlink fixture 9.8.7"
+    # compiled like everything else: same mpy-cross header, source named relative to the bundle
+    data = (tmp_path / "b" / "main.mpy").read_bytes()
+    assert data[:2] == b"M\x06" and b"main.py" in data and str(tmp_path).encode() not in data
+    # reproducible: a rebuild is byte-identical
+    build_bundle(str(BOARD), tmp_path / "b2", device_pkg=pkg, revision="x")
+    assert _tree(tmp_path / "b") == _tree(tmp_path / "b2")
+    # an app with its own main.py keeps it (that is the fixture app's main.mpy, not the generated one)
+    ba = build_bundle(str(BOARD), tmp_path / "ba", device_pkg=pkg, app_dir=FIX / "app", revision="x")
+    _build(tmp_path / "fx")
+    assert (tmp_path / "ba" / "main.mpy").read_bytes() == (tmp_path / "fx" / "main.mpy").read_bytes() != data
+    assert len([f for f in ba.files if f.path == "main.mpy"]) == 1
+    # a device package without a main module gets no generated main (nothing to start)
+    assert "main.mpy" not in [f.path for f in build_bundle(str(BOARD), tmp_path / "nm", device_pkg=PKG,
+                                                          revision="x").files]
+
+
+def test_real_package_bundle_has_the_generated_main(tmp_path: Path) -> None:
+    b = build_bundle("sim-node", tmp_path / "b", revision="x")
+    paths = {f.path for f in b.files}
+    assert {"main.mpy", "fieldlink/main.mpy", "board.json"} <= paths
+    # the generated source names fieldlink.main.run
+    data = (tmp_path / "b" / "main.mpy").read_bytes()
+    assert b"fieldlink.main" in data and b"run" in data
+
+
+def test_rules_yaml_is_compiled_for_the_board(tmp_path: Path) -> None:
+    from fieldlink.rules.verify import verify
+    from fieldlink_host.rules.compiler import compile_file
+
+    src = ROOT / "examples" / "greenhouse.rules.yaml"
+    b = build_bundle("sim-node", tmp_path / "b", device_pkg=PKG, rules=[src], revision="x")
+    blob = (tmp_path / "b" / "rules" / "greenhouse.bin").read_bytes()
+    assert "rules/greenhouse.bin" in [f.path for f in b.files]
+    assert blob == compile_file(src, board="sim-node").program
+    prog = verify(blob)  # the device verifier accepts it
+    assert blob[:4] == b"FLRV" and len(prog.rule_names) == 7 and "vent_hot" in prog.rule_names
+    # reproducible
+    build_bundle("sim-node", tmp_path / "b2", device_pkg=PKG, rules=[src], revision="x")
+    assert _tree(tmp_path / "b") == _tree(tmp_path / "b2")
+
+
+def test_rules_compile_errors_and_board_mismatch(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("board: sim-node\nrules:\n  - name: r\n    when: sht2.temperature > 3\n    then:\n      - on: fan\n")
+    with pytest.raises(FieldlinkError) as ei:
+        build_bundle("sim-node", tmp_path / "out", device_pkg=PKG, rules=[bad], revision="x")
+    msg = str(ei.value)
+    assert msg.startswith(f"{bad}:4:11: ") and "sht2" in msg, msg
+    assert not (tmp_path / "out").exists()  # nothing written
+    # rules written for sim-node, bundle for fixture-node
+    with pytest.raises(FieldlinkError) as ei:
+        build_bundle(str(BOARD), tmp_path / "out", device_pkg=PKG, rules=[ROOT / "examples" / "greenhouse.rules.yaml"],
+                     revision="x")
+    assert ":3:8: " in str(ei.value) and "'sim-node'" in str(ei.value) and "'fixture-node'" in str(ei.value)
+    # a .yml without board: compiled for the bundle's board
+    ok = tmp_path / "fan.yml"
+    ok.write_text("rules:\n  - name: r\n    when: sht.temperature > 3\n    then:\n      - on: fan\n")
+    build_bundle(str(BOARD), tmp_path / "ok", device_pkg=PKG, rules=[ok], revision="x")
+    assert (tmp_path / "ok" / "rules" / "fan.bin").read_bytes()[:4] == b"FLRV"
+    with pytest.raises(FieldlinkError, match="rules file not found"):
+        build_bundle(str(BOARD), tmp_path / "nf", device_pkg=PKG, rules=[tmp_path / "missing.yaml"], revision="x")
+
+
+def test_compiled_rules_bin_is_verified_and_copied_as_is(tmp_path: Path) -> None:
+    from fieldlink_host.build import rules_bundle_name
+    from fieldlink_host.rules.compiler import compile_file
+
+    prog = compile_file(ROOT / "examples" / "greenhouse.rules.yaml").program
+    good = tmp_path / "gh.bin"
+    good.write_bytes(prog)
+    build_bundle("sim-node", tmp_path / "b", device_pkg=PKG, rules=[good], revision="x")
+    assert (tmp_path / "b" / "rules" / "gh.bin").read_bytes() == prog
+    bad = tmp_path / "broken.bin"
+    bad.write_bytes(prog[:-1] + bytes([prog[-1] ^ 1]))  # CRC-32 off by one bit
+    with pytest.raises(FieldlinkError, match="not a valid rules program") as ei:
+        build_bundle("sim-node", tmp_path / "c", device_pkg=PKG, rules=[bad], revision="x")
+    assert str(ei.value).startswith(str(bad))
+    assert not (tmp_path / "c").exists()
+    assert rules_bundle_name(Path("x/greenhouse.rules.yaml")) == "rules/greenhouse.bin"
+    assert rules_bundle_name(Path("a.yml")) == "rules/a.bin"
+    assert rules_bundle_name(Path("prog.bin")) == "rules/prog.bin"
+    assert rules_bundle_name(Path("demo.rules")) == "rules/demo.rules"
+    with pytest.raises(FieldlinkError, match="no stem"):
+        rules_bundle_name(Path(".rules.yaml"))
+
+
+def test_cli_build_compiles_yaml_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["build", "--board", "sim-node", "--rules", str(ROOT / "examples" / "greenhouse.rules.yaml"),
+               "--arch", "x64", "--out", str(tmp_path / "c")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "(x64)" in out
+    assert (tmp_path / "c" / "rules" / "greenhouse.bin").read_bytes()[:4] == b"FLRV"
+    assert (tmp_path / "c" / "main.mpy").is_file()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("board: sim-node\nrules:\n  - name: r\n    when: sht.temperature >\n    then:\n      - on: fan\n")
+    rc = main(["build", "--board", "sim-node", "--rules", str(bad), "--out", str(tmp_path / "d")])
+    err = capsys.readouterr().err
+    assert rc == 1 and f"{bad}:4:" in err and "Traceback" not in err

@@ -1,0 +1,41 @@
+"""`fieldlink sim`: the README's main job. Three virtual nodes and a gateway, all real micropython
+processes on the virtual air, and the host prints the telemetry it receives over the gateway's pty."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from fieldlink_host.farm import format_message, mac_hex, node_mac
+
+
+def test_fieldlink_sim_shows_readings_from_three_boards() -> None:
+    proc = subprocess.run([sys.executable, "-m", "fieldlink_host", "sim", "--seconds", "14"],
+                          capture_output=True, text=True, timeout=120)
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    for i in (1, 2, 3):
+        assert re.search(rf"node{i}\s+joined the gateway", out), out
+        # a telemetry line with a plausible SHT4x temperature (scenario: 21+i +/- 6 degC day/night)
+        temps = [float(t) for t in re.findall(rf"node{i}\s+telemetry.*?temperature=(-?[0-9.]+)", out)]
+        assert temps, out
+        assert all(0.0 < t < 40.0 for t in temps), temps
+    summary = re.search(r"telemetry messages per node: (.*)", out)
+    assert summary, out
+    counts = dict(re.findall(r"(node\d+): (\d+)", summary.group(1)))
+    assert set(counts) == {"node1", "node2", "node3"} and all(int(v) >= 1 for v in counts.values())
+
+
+def test_format_message_renders_telemetry_events_and_ignores_bookkeeping() -> None:
+    names = {mac_hex(node_mac(1)): "node1"}
+    tel = {"t": "tel", "from": "020000000001", "rssi": -50,
+           "d": {"q": 1, "r": [["sht", {"temperature": 21.25, "relative_humidity": 50.0, "valid": True}, 0]]}}
+    line = format_message(tel, names)
+    assert line is not None
+    assert line.startswith("node1") and "temperature=21.25" in line and "valid" not in line
+    evt = {"t": "evt", "from": "020000000001", "d": {"ev": "relay", "sev": "info", "d": {"name": "fan"}}}
+    assert "relay" in (format_message(evt, names) or "")
+    assert format_message({"t": "ack", "s": 3}, names) is None
+    # malformed telemetry entries are skipped, not fatal
+    assert format_message({"t": "tel", "from": "x", "d": {"r": [None, ["a"], ["b", 3]]}}, names) is not None
