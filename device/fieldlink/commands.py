@@ -119,6 +119,22 @@ def cmd_rules_load(node, a):
     return {"ok": True, "size": len(prog)}
 
 
+def cmd_rules_info(node, a):
+    rules = node.rules
+    if rules is None or not hasattr(rules, "info"):
+        return _err("no_rules_engine")
+    i = rules.info()
+    r = {"ok": True, "loaded": bool(i.get("loaded")), "pending": bool(i.get("pending")),
+         "swaps": i.get("swaps", 0)}
+    for k in ("rules", "size", "crc"):
+        if k in i:
+            r[k] = i[k]
+    err = i.get("error")
+    if err:
+        r["error"] = str(err)[:96]  # the ACK is one ESP-NOW frame
+    return r
+
+
 HANDLERS = {
     "ping": cmd_ping,
     "relay": cmd_relay,
@@ -130,6 +146,7 @@ HANDLERS = {
     "self_test": cmd_self_test,
     "status": cmd_status,
     "rules_load": cmd_rules_load,
+    "rules_info": cmd_rules_info,
 }
 
 

@@ -183,14 +183,26 @@ def test_corrupt_bundled_program_is_reported_and_the_node_runs():
     # the node runs with the program-less engine: ticks, no actions, no rules errors
     cfg = _cfg()
     clk = Clock(0)
+    air = FakeAir()
+    gw = FakeLink(air, GW, gateway=True)
+    gw.running = True
+    link = FakeLink(air, N1)
+    link.running = True
     relays = Relays(cfg, clock=clk, pin_factory=PinBank())
-    node = Node(cfg, FakeLink(FakeAir(), N1), sensors=ScriptedSht(), relays=relays, clock=clk, rules=eng)
+    node = Node(cfg, link, sensors=ScriptedSht(), relays=relays, clock=clk, rules=eng)
     node.sensors.temp = 35.0
 
     async def ticks():
         for t in (0, 1000, 2000):
             clk.t = t
             assert "sht" in await node.tick(t)
+        # the operator sees why there are no rules
+        info = await gw.send(N1, T_COMMAND, {"op": "rules_info"})
+        assert info["ok"] and info["loaded"] is False and info["pending"] is False
+        assert info["error"].startswith("bundled program ") and len(info["error"]) <= 96
+        node.rules = None
+        assert (await gw.send(N1, T_COMMAND, {"op": "rules_info"}))["err"] == "no_rules_engine"
+        node.rules = eng
     run(ticks())
     assert node.counters["rules_errors"] == 0 and node.counters["actions"] == 0
     assert relays.state("fan") is False and node.counters["samples"] == 3
@@ -220,9 +232,14 @@ def test_rules_load_command_hot_swaps_persists_and_wins_at_next_boot():
         clk.t = 1000
         await node.tick(1000)
         assert eng.prog.raw == HOT_COOL and eng.swaps == 2
+        info = await gw.send(N1, T_COMMAND, {"op": "rules_info"})
+        assert info == {"ok": True, "loaded": True, "pending": False, "swaps": 2, "rules": 1,
+                        "size": len(HOT_COOL), "crc": eng.prog.crc}
         bad = await gw.send(N1, T_COMMAND, {"op": "rules_load", "a": {"prog": _corrupt(HOT)}})
         assert bad["ok"] is False and bad["err"] == "rejected" and "VerifyError" in bad["msg"]
         assert eng.prog.raw == HOT_COOL and _read(store + "/rules.bin") == HOT_COOL
+        info = await gw.send(N1, T_COMMAND, {"op": "rules_info"})
+        assert info["loaded"] and info["size"] == len(HOT_COOL) and info["error"] == eng.last_error[:96] != ""
         assert (await gw.send(N1, T_COMMAND, {"op": "rules_load", "a": {"prog": "text"}}))["err"] == "bad_args"
     run(go())
     # next boot: the hot-swapped program is restored from the store, not the bundled one
