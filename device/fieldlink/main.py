@@ -287,7 +287,28 @@ def build_node(cfg, store, relays, wdt=None, radio_parts=None, rules=None):
     sensors = SensorManager(cfg)
     node = Node(cfg, link, sensors=sensors, relays=relays, state=state, wdt=wdt, rules=rules, led=led,
                 sleeper=sleeper, rebooter=rebooter)
+    attach_clock(rules, node, cfg)
     return node
+
+
+DAY_MS = 86400000
+
+
+def attach_clock(rules, node, cfg):
+    """Give the rules engine local time of day for schedules (`between`): the node's epoch clock (set by
+    the gateway's time_sync) shifted by options.tz_offset_min. Until the first time_sync the time is
+    unknown and schedule conditions are false (docs/rules.md)."""
+    if rules is None or not hasattr(rules, "tod_source") or rules.tod_source is not None:
+        return
+    tz_ms = int((cfg.get("options") or {}).get("tz_offset_min", 0)) * 60000
+
+    def tod():
+        e = node.epoch_ms()
+        if e is None:
+            return None
+        return (e + tz_ms) % DAY_MS
+
+    rules.tod_source = tod
 
 
 def bundled_rules(app):
