@@ -87,6 +87,23 @@ class PtyMasterPort:
             view = view[n:]
         return len(data)
 
+    def reset_input_buffer(self) -> int:
+        """Discard whatever the gateway wrote that nobody read yet (like pyserial's method of that name,
+        or a host process that died with bytes in its buffer). Returns the number of bytes dropped."""
+        n = 0
+        while not self._closed:
+            ready, _, _ = select.select([self.master], [], [], 0)
+            if not ready:
+                break
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            n += len(chunk)
+        return n
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
@@ -110,6 +127,11 @@ class Farm:
     loss: float = 0.0
     pair_s: int = 600
     echo: bool = False
+    #: merged into the ``options`` of the gateway / node board configs (e.g. ``{"ring_buffer": 16}``)
+    gateway_options: Mapping[str, Any] | None = None
+    node_options: Mapping[str, Any] | None = None
+    #: extra default link parameters for the air hub (``dup``, ``latency_ms``, ...; ``loss`` is above)
+    air_link: Mapping[str, float] | None = None
     air: AirHub | None = None
     gateway: VirtualBoard | None = None
     boards: list[VirtualBoard] = field(default_factory=list)
@@ -127,10 +149,15 @@ class Farm:
         scenario = dict(self.scenario or default_scenario(self.nodes, self.seed))
         try:
             self.air = start_air(seed=self.seed)
+            link = dict(self.air_link or {})
             if self.loss:
-                self.air.set_link("*", "*", loss=self.loss)
+                link["loss"] = self.loss
+            if link:
+                self.air.set_link("*", "*", **link)
             self.port = PtyMasterPort()
-            self.gateway = VirtualBoard(self.workdir / "gateway", board=self.gateway_board, mac=GATEWAY_MAC,
+            gw_board = _board_config(self.gateway_board, self.gateway_options)
+            node_board = _board_config(self.node_board, self.node_options)
+            self.gateway = VirtualBoard(self.workdir / "gateway", board=gw_board, mac=GATEWAY_MAC,
                                         air=self.air, name="gateway", echo=self.echo,
                                         env={"FIELDLINK_UPLINK": self.port.path,
                                              "FIELDLINK_STORE": str(self.workdir / "gateway" / "fl")})
@@ -138,9 +165,10 @@ class Farm:
             self.client = UplinkClient(self.port).open()  # type: ignore[arg-type]
             self.client.wait_for(lambda m: m.get("t") == "boot", timeout=20)
             self.client.pair_begin(self.pair_s, timeout=10)
+            self.client.time_sync(timeout=10)  # like a bridge does on connect: schedules need the time
             for i in range(1, self.nodes + 1):
                 d = self.workdir / f"node{i}"
-                b = VirtualBoard(d, board=self.node_board, mac=node_mac(i), air=self.air, scenario=scenario,
+                b = VirtualBoard(d, board=node_board, mac=node_mac(i), air=self.air, scenario=scenario,
                                  name=f"node{i}", echo=self.echo,
                                  env={"FIELDLINK_STORE": str(d / "fl")})
                 b.start()
@@ -165,6 +193,24 @@ class Farm:
             self._tmp.cleanup()
             self._tmp = None
 
+    def disconnect(self) -> None:
+        """The host goes away: the uplink client stops reading, acknowledging and sending heartbeats,
+        while the pseudo-terminal stays open (the gateway keeps running and buffers)."""
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    def reconnect(self, flush: bool = True) -> UplinkClient:
+        """The host comes back with a new :class:`UplinkClient` (which says ``hello``). With ``flush``
+        the bytes the gateway wrote while nobody read are discarded first, as after a host restart."""
+        if self.port is None:
+            raise FieldlinkError("farm is not running")
+        self.disconnect()
+        if flush:
+            self.port.reset_input_buffer()
+        self.client = UplinkClient(self.port).open()  # type: ignore[arg-type]
+        return self.client
+
     def __enter__(self) -> Farm:
         return self.start()
 
@@ -174,6 +220,16 @@ class Farm:
     def node_names(self) -> dict[str, str]:
         """MAC (12 hex digits, as on the uplink) -> node name."""
         return {mac_hex(node_mac(i)): f"node{i}" for i in range(1, self.nodes + 1)}
+
+
+def _board_config(board: str, options: Mapping[str, Any] | None) -> str | dict[str, Any]:
+    """The board name as it is, or its device config with ``options`` merged in."""
+    if not options:
+        return board
+    from fieldlink_host.boards import load_board
+    cfg = load_board(board).device_config()
+    cfg["options"] = {**cfg.get("options", {}), **dict(options)}
+    return cfg
 
 
 def format_message(msg: Mapping[str, Any], names: Mapping[str, str]) -> str | None:
