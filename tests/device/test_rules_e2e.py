@@ -1,8 +1,8 @@
 # Rules end to end inside a node: fieldlink.node.Node samples a temperature sensor, runs the RuleEngine
 # every tick and drives a real fieldlink.relays.Relays (fake pins). The rule (hand-assembled, see
 # test_rules_vm.hot_program): fan on when sht.temperature > 28 with hysteresis 1.5, off below 26.5,
-# cooldown 10 s. The sensor is a scripted stand-in returning the SensorManager reading format; the fake
-# SHT4x chip of device/sim (chips.py) did not exist yet when this was written.
+# cooldown 10 s. The sensor is a scripted stand-in returning the SensorManager reading format; the same
+# scenario through the sim's fake SHT4x chip and the real driver is in test_rules_e2e_chip.py.
 import json
 
 from devtest import tmpdir
