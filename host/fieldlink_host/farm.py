@@ -237,7 +237,9 @@ def format_message(msg: Mapping[str, Any], names: Mapping[str, str]) -> str | No
     t = msg.get("t")
     src = names.get(str(msg.get("from", "")), str(msg.get("from", "")))
     if t == "tel":
-        parts = []
+        # a batch holds several readings per sensor, oldest first: show the newest of each
+        latest: dict[str, Mapping[str, Any]] = {}
+        count = 0
         for entry in msg.get("d", {}).get("r", []):
             try:
                 sensor, values = entry[0], entry[1]
@@ -245,10 +247,14 @@ def format_message(msg: Mapping[str, Any], names: Mapping[str, str]) -> str | No
                 continue
             if not isinstance(values, Mapping):
                 continue
+            latest[str(sensor)] = values
+            count += 1
+        parts = []
+        for sensor, values in latest.items():
             vals = " ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
                             for k, v in values.items() if k not in ("valid", "error"))
             parts.append(f"{sensor}: {vals}")
-        return f"{src:8} telemetry  rssi={msg.get('rssi')}  " + "; ".join(parts)
+        return f"{src:8} telemetry  {count:2} readings  rssi={msg.get('rssi')}  " + "; ".join(parts)
     if t == "evt":
         d = msg.get("d", {})
         return f"{src:8} event      {d.get('ev')} severity={d.get('sev')} {d.get('d', '')}"

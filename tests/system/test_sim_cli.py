@@ -36,6 +36,11 @@ def test_format_message_renders_telemetry_events_and_ignores_bookkeeping() -> No
     assert line.startswith("node1") and "temperature=21.25" in line and "valid" not in line
     evt = {"t": "evt", "from": "020000000001", "d": {"ev": "relay", "sev": "info", "d": {"name": "fan"}}}
     assert "relay" in (format_message(evt, names) or "")
+    assert "1 readings" in line
+    two = {"t": "tel", "from": "020000000001", "rssi": -50,
+           "d": {"r": [["sht", {"temperature": 20.0}, 900], ["sht", {"temperature": 20.5}, 0]]}}
+    two_line = format_message(two, names) or ""
+    assert "2 readings" in two_line and "temperature=20.50" in two_line and "20.00" not in two_line
     assert format_message({"t": "ack", "s": 3}, names) is None
     # malformed telemetry entries are skipped, not fatal
     assert format_message({"t": "tel", "from": "x", "d": {"r": [None, ["a"], ["b", 3]]}}, names) is not None
