@@ -171,6 +171,10 @@ class Gateway:
         return self._ack_result(mac)
 
     def _on_join(self, mac, *rest):
+        # a (re)paired node has a new key: queued commands are sent afresh, not repeated frame for frame
+        cmd = self.cq.first(mac)
+        if cmd is not None:
+            cmd.pop("tx", None)
         n = self._node(mac)
         n["last"] = self.clock()
         self.up.send({"t": "join", "from": mac_hex(mac)})
@@ -295,10 +299,18 @@ class Gateway:
                 if cmd is None:
                     return
                 try:
-                    r = await self.link.send(mac, T_COMMAND, {"op": cmd["op"], "a": cmd["a"]}, msgid=cmd["id"])
+                    tx = cmd.get("tx")
+                    if tx is not None:
+                        # tried before without an ACK: repeat the SAME link message, so a node that
+                        # applied it (and only its ACK got lost) answers from its dedup cache
+                        r = await self.link.resend(tx)
+                    else:
+                        r = await self.link.send(mac, T_COMMAND, {"op": cmd["op"], "a": cmd["a"]},
+                                                 msgid=cmd["id"])
                 except LinkError as e:
                     if e.status is None:
                         # no ACK: keep the command (it expires after its ttl) and wait for the node
+                        cmd["tx"] = getattr(e, "tx", None)
                         n = self._node(mac)
                         if not n.get("unreachable"):
                             n["unreachable"] = True
@@ -345,7 +357,11 @@ class Gateway:
         except Exception:
             link = {}
         st = self.up.stats()
-        return {"up": self.uptime_s(), "fw": VERSION, "boot": self.boot, "nodes": len(self.nodes),
+        try:  # ESP-NOW registrations actually held by the radio (at most 20: LRU, docs/protocol.md)
+            radio = self.link.esp.peer_count()[0]
+        except Exception:
+            radio = None
+        return {"up": self.uptime_s(), "radio_peers": radio, "fw": VERSION, "boot": self.boot, "nodes": len(self.nodes),
                 "ring": st["ring"], "ring_cap": st["ring_cap"], "ring_dropped": st["ring_dropped"],
                 "cmdq": len(self.cq), "time": self.epoch_ms(), "gw": c, "uplink": st, "link": link,
                 "tasks": self.sup.stats()}

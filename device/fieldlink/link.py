@@ -61,6 +61,7 @@ class LinkError(Exception):
         super().__init__(msg)
         self.status = status
         self.result = result
+        self.tx = None
 
 
 class Tx:
@@ -333,15 +334,43 @@ class Link:
                 await sleep_ms(self.base_ms // 2 or 1)
         if not ack:
             return None
+        return await self._outcome(tx)
+
+    async def _outcome(self, tx):
         if not tx.done:
             tx.event = asyncio.Event()
             if not tx.done:
                 await tx.event.wait()
         if tx.status is None:
-            raise LinkError("no ACK from %s after %d tries" % (_hex(tx.dst), tx.tries))
+            e = LinkError("no ACK from %s after %d tries" % (_hex(tx.dst), tx.tries))
+            e.tx = tx   # resend(e.tx) later repeats the same message (the receiver dedups it)
+            raise e
         if tx.status != ST_OK and tx.status != ST_DUP:
             raise LinkError("refused by %s: status %d" % (_hex(tx.dst), tx.status), tx.status, tx.result)
         return tx.result
+
+    async def resend(self, tx):
+        """Send an unacknowledged message again, frame for frame (same sequence, same command counter),
+        and wait for its ACK like send(). A receiver that already applied it answers from its dedup
+        window and result cache instead of applying it twice; a fresh send() could not be recognised.
+        Raises LinkError like send() (with .tx set again when there is still no ACK)."""
+        peer = self.table.get(tx.dst)
+        if peer is None:
+            raise LinkError("peer %s not known" % _hex(tx.dst), ST_DENIED)
+        while peer.inflight >= self.max_inflight or (tx.mtype == T_COMMAND and peer.cmd_inflight):
+            await sleep_ms(self.base_ms // 2 or 1)
+        tx.tries = 0
+        tx.done = False
+        tx.status = None
+        tx.result = None
+        tx.event = None
+        self.pending[(tx.dst, tx.seq)] = tx
+        peer.inflight += 1
+        if tx.mtype == T_COMMAND:
+            peer.cmd_inflight = True
+        self.count("retries")
+        self._transmit(tx, peer)
+        return await self._outcome(tx)
 
     def _ack(self, peer, seq, status, result):
         try:
@@ -349,14 +378,26 @@ class Link:
         except Exception:  # noqa: BLE001 - an unencodable handler result becomes an error ACK
             status, result = ST_ERROR, "result not encodable"
             body = mpack.packb([status, result])
-        if overhead(F_AUTH) + len(body) > MAX_FRAME:
-            status, result = ST_ERROR, "result too large"
-            body = mpack.packb([status, result])
         # an ACK echoes the boot id of the message it acknowledges (not the acker's own boot id), so a
         # late ACK for a message from the sender's previous boot can never complete a new message
-        frame = build(T_ACK, 0, peer.rx_boot, 0, seq, body, 0, 0, 0, peer.key)
+        if overhead(F_AUTH) + len(body) <= MAX_FRAME:
+            frames = [build(T_ACK, 0, peer.rx_boot, 0, seq, body, 0, 0, 0, peer.key)]
+        else:
+            # a result larger than one frame (e.g. a node's status) goes back in ACK fragments, all with
+            # the acknowledged sequence as message id; a lost fragment is repaired by the sender's retry
+            # (a duplicate is ACKed again from the cached result)
+            parts = split(body, MAX_FRAME - overhead(F_AUTH | F_FRAG)) if len(body) <= self.max_msg else ()
+            n = len(parts)
+            if not n or n > self.max_frags:
+                body = mpack.packb([ST_ERROR, "result too large"])
+                frames = [build(T_ACK, 0, peer.rx_boot, 0, seq, body, 0, 0, 0, peer.key)]
+            else:
+                frames = [build(T_ACK, F_FRAG, peer.rx_boot, 0, seq, parts[i], 0, i, n, peer.key)
+                          for i in range(n)]
         self.count("acks_tx")
-        self._raw_send(peer.mac, frame, self._lmk(peer))
+        lmk = self._lmk(peer)
+        for f in frames:
+            self._raw_send(peer.mac, f, lmk)
 
     # ----------------------------------------------------------------------------- receiving
     def feed(self, src, buf):
@@ -419,16 +460,7 @@ class Link:
                 return
             code, data = self.reasm.add((peer.mac, h.boot, seq), h.fidx, h.fcnt, mv[h.body:h.end], now)
             if code != R_DONE:
-                if code == R_DUP:
-                    c["duplicate"] += 1
-                elif code == R_TOO_MANY:
-                    c["too_many_frags"] += 1
-                elif code == R_OVERSIZE:
-                    c["oversize"] += 1
-                elif code == R_MEM:
-                    c["reasm_mem"] += 1
-                elif code == R_BAD:
-                    c["bad_fragment"] += 1
+                self._reasm_error(code)
                 return
             body = data
         else:
@@ -442,6 +474,19 @@ class Link:
             c["bad_msgpack"] += 1
             return
         self._deliver(peer, h.mtype, h.flags, seq, h.msgid, h.ctr, obj)
+
+    def _reasm_error(self, code):
+        c = self.counters
+        if code == R_DUP:
+            c["duplicate"] += 1
+        elif code == R_TOO_MANY:
+            c["too_many_frags"] += 1
+        elif code == R_OVERSIZE:
+            c["oversize"] += 1
+        elif code == R_MEM:
+            c["reasm_mem"] += 1
+        elif code == R_BAD:
+            c["bad_fragment"] += 1
 
     def _duplicate(self, peer, h):
         self.count("duplicate")
@@ -488,8 +533,16 @@ class Link:
         if tx is None or h.boot != self.boot_id:
             self.count("stray_ack")
             return
+        body = memoryview(buf)[h.body:h.end]
+        if h.flags & F_FRAG:
+            # fragmented ACK: keyed apart from data messages (boot ids are 0..255)
+            code, data = self.reasm.add((peer.mac, 256 + h.boot, h.msgid), h.fidx, h.fcnt, body, self.clock())
+            if code != R_DONE:
+                self._reasm_error(code)
+                return
+            body = data
         try:
-            st, res = mpack.unpackb(memoryview(buf)[h.body:h.end])
+            st, res = mpack.unpackb(body)
         except (ValueError, TypeError):
             self.count("bad_msgpack")
             return

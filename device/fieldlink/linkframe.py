@@ -22,20 +22,7 @@ except ImportError:
     def const(x):
         return x
 
-try:
-    from time import ticks_add, ticks_diff, ticks_ms
-except ImportError:  # CPython
-    import time as _time
-
-    def ticks_ms():
-        return int(_time.monotonic() * 1000) & 0x3FFFFFFF
-
-    def ticks_diff(a, b):
-        d = (a - b) & 0x3FFFFFFF
-        return d - 0x40000000 if d & 0x20000000 else d
-
-    def ticks_add(a, d):
-        return (a + d) & 0x3FFFFFFF
+from fieldlink.clock import ticks_add, ticks_diff, ticks_ms  # noqa: F401 (re-exported)
 
 VERSION = const(1)
 MAX_FRAME = const(250)   # ESP-NOW payload limit

@@ -12,19 +12,7 @@
 # - Every state change calls on_event({"relay", "state", "reason", "t_ms"}).
 import json
 
-try:
-    from time import ticks_add as _add, ticks_diff as _diff, ticks_ms as _ms
-except ImportError:
-    from time import monotonic
-
-    def _ms():
-        return int(monotonic() * 1000)
-
-    def _diff(a, b):
-        return a - b
-
-    def _add(a, b):
-        return a + b
+from fieldlink.clock import ticks_add as _add, ticks_diff as _diff, ticks_ms as _ms
 
 REASONS = ("boot", "restore", "command", "rule", "max_on", "interlock", "pulse")
 _SAFETY = ("boot", "max_on", "interlock", "pulse", "all_off")

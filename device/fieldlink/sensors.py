@@ -6,19 +6,7 @@
 #   for name in mgr.due(now):                      # sensors whose interval has elapsed
 #       r = mgr.read(name, now)                    # {"temperature": 21.3, ..., "valid": True, "error": None}
 # Non-blocking use from asyncio: w = mgr.start(name, now); await asyncio.sleep_ms(w); r = mgr.collect(name, now)
-try:
-    from time import ticks_add as _add, ticks_diff as _diff, ticks_ms as _ms
-except ImportError:
-    from time import monotonic
-
-    def _ms():
-        return int(monotonic() * 1000)
-
-    def _diff(a, b):
-        return a - b
-
-    def _add(a, b):
-        return a + b
+from fieldlink.clock import ticks_add as _add, ticks_diff as _diff, ticks_ms as _ms
 
 from fieldlink.drivers import CRCError, NotReady, sleep_ms as _sleep_ms
 

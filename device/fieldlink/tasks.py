@@ -14,23 +14,8 @@ try:
 except ImportError:  # pragma: no cover - very old ports
     import uasyncio as asyncio
 
-import time
 
-if hasattr(time, "ticks_ms"):
-    ticks_ms = time.ticks_ms
-    ticks_diff = time.ticks_diff
-    ticks_add = time.ticks_add
-else:
-    _T0 = time.monotonic()
-
-    def ticks_ms():
-        return int((time.monotonic() - _T0) * 1000)
-
-    def ticks_diff(a, b):
-        return a - b
-
-    def ticks_add(a, b):
-        return a + b
+from fieldlink.clock import ticks_add, ticks_diff, ticks_ms  # noqa: F401 (re-exported)
 
 
 async def sleep_ms(ms):

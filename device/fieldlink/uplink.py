@@ -112,13 +112,29 @@ class _PollReader:
         return bool(e & select.POLLOUT)
 
     def write(self, data):
-        try:
-            self.fout.write(data)
-            if hasattr(self.fout, "flush"):
+        """Write one whole frame; False if the stream refused it (nothing or only part went out)."""
+        mv = memoryview(data)
+        tries = 0
+        while len(mv):
+            try:
+                n = self.fout.write(mv)
+            except OSError:
+                return False
+            if n is None or n <= 0:
+                tries += 1
+                if tries > 3:
+                    return False
+                continue
+            mv = mv[n:]
+        if hasattr(self.fout, "flush"):
+            try:
                 self.fout.flush()
-            return True
-        except OSError:
-            return False
+            except OSError:
+                # the bytes are already written: MicroPython's FileIO.flush() is fsync(), which fails
+                # with EINVAL on a tty/pty. Counting that as a failed write made the gateway send every
+                # frame twice (the host dropped the duplicates, counted).
+                pass
+        return True
 
     def hup(self):
         return self._hup

@@ -8,19 +8,7 @@ except ImportError:
     def const(x):
         return x
 
-try:
-    from time import sleep_ms as _sleep, ticks_diff as _diff, ticks_ms as _ms
-except ImportError:
-    from time import monotonic, sleep
-
-    def _ms():
-        return int(monotonic() * 1000)
-
-    def _diff(a, b):
-        return a - b
-
-    def _sleep(ms):
-        sleep(ms / 1000)
+from fieldlink.clock import sleep_ms as _sleep, ticks_diff as _diff, ticks_ms as _ms
 
 from fieldlink.drivers import CRCError, sleep_ms
 

@@ -9,13 +9,7 @@
 # sensor behave like an unplugged chip (OSError ENODEV) until it is switched back on.
 import math
 
-try:
-    from time import ticks_ms as _ms
-except ImportError:
-    from time import monotonic
-
-    def _ms():
-        return int(monotonic() * 1000)
+from fieldlink.clock import ticks_ms as _ms
 
 
 class Synthetic:
