@@ -24,7 +24,6 @@ def make_node(i, interval_ms, idle_ms):
     import espnow
     import network
     import simboard
-
     from fieldlink.config import State
     from fieldlink.link import NodeLink
     from fieldlink.main import link_kw

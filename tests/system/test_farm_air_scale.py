@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
 from fieldlink_host.farm import Farm, mac_hex, node_mac
 from fieldlink_host.virtual import VirtualBoard
 
@@ -17,7 +16,6 @@ PROCS, PER_PROC = 4, 50
 N = PROCS * PER_PROC
 
 
-@pytest.mark.slow
 def test_200_nodes_join_and_report_through_one_gateway_over_the_air(tmp_path: Path) -> None:
     with Farm(nodes=0, workdir=tmp_path, seed=11) as farm:
         assert farm.client is not None and farm.air is not None
@@ -38,7 +36,8 @@ def test_200_nodes_join_and_report_through_one_gateway_over_the_air(tmp_path: Pa
             tel: dict[str, list[dict]] = {}
             t0 = time.monotonic()
             end = t0 + 90
-            while time.monotonic() < end and (len(joined) < N or len(tel) < N):
+            while time.monotonic() < end and (len(joined) < N or len(tel) < N
+                                               or min(len(v) for v in tel.values()) < 2):
                 m = client.recv(0.5)
                 if m is None:
                     continue
@@ -47,7 +46,7 @@ def test_200_nodes_join_and_report_through_one_gateway_over_the_air(tmp_path: Pa
                 elif m["t"] == "tel":
                     tel.setdefault(m["from"], []).append(m)
             took = time.monotonic() - t0
-            missing = sorted(want - set(tel))
+            missing = sorted(mac for mac in want if len(tel.get(mac, ())) < 2)   # each keeps sending
             assert joined == want, (len(joined), sorted(want - joined)[:10], [vb.lines[-3:] for vb in procs])
             assert not missing, (len(missing), missing[:10], [vb.lines[-3:] for vb in procs])
             for mac, msgs in tel.items():
