@@ -19,8 +19,9 @@ from fieldlink.tasks import Log, Supervisor, sleep_ms, ticks_diff, ticks_ms
 GW_OPS = ("ping", "time_sync", "pair_begin", "pair_end", "peers", "status", "forget")
 NODE_OPS = ("relay", "config_set", "feature", "reboot", "ping", "time_sync", "identify", "self_test",
             "rules_load", "status")
-COUNTERS = ("tel_rx", "evt_rx", "hb_rx", "host_cmds", "node_cmds", "cmds_ok", "cmds_failed",
+COUNTERS = ("tel_rx", "tel_dup", "evt_rx", "hb_rx", "host_cmds", "node_cmds", "cmds_ok", "cmds_failed",
             "cmds_queued", "cmds_expired", "cmds_overflow", "unknown_op", "bad_cmd", "time_tx")
+TEL_SEEN = 8  # telemetry q values remembered per node (current boot), to drop a message sent again
 
 
 def mac_hex(mac):
@@ -155,7 +156,21 @@ class Gateway:
     def _on_tel(self, mac, mtype, obj, msgid):
         self.counters["tel_rx"] += 1
         n = self._heard(mac, obj)
+        # a node repeats an unacknowledged message with the same (boot, q) (docs/roles.md): one that is
+        # not recognised by the link's dedup (new link sequence) is dropped here; the ACK still goes back
+        boot = obj.get("boot") if isinstance(obj, dict) else None
+        q = obj.get("q") if isinstance(obj, dict) else None
+        seen = n.get("tq")
+        if isinstance(q, int) and seen is not None and seen[0] == boot and q in seen[1]:
+            self.counters["tel_dup"] += 1
+            return self._ack_result(mac)
         self.up.send({"t": "tel", "from": mac_hex(mac), "d": obj, "rssi": n["rssi"]})
+        if isinstance(q, int):
+            if seen is None or seen[0] != boot:
+                seen = n["tq"] = [boot, []]
+            seen[1].append(q)
+            if len(seen[1]) > TEL_SEEN:
+                seen[1].pop(0)
         return self._ack_result(mac)
 
     def _on_evt(self, mac, mtype, obj, msgid):

@@ -2,7 +2,8 @@
 #   link      the link layer's receive/timer loop (fieldlink.link.NodeLink.run)
 #   join      pairs with / finds the gateway again (join, rescan) with backoff
 #   sample    samples sensors when due (SensorManager), runs the rules hook, ticks the relays
-#   telemetry sends batches of readings (size or age bound) with an ACK, keeps them on failure
+#   telemetry sends batches of readings (size or age bound) with an ACK; a batch that went on the air
+#             unacknowledged keeps its identity (same q and body, resent frame for frame: exactly once)
 #   heartbeat periodic status (uptime, boot, firmware, counters, relay states)
 #   wdt       feeds machine.WDT while the loop is alive
 # Commands arrive through the link (T_COMMAND) and are answered in the ACK (fieldlink.commands).
@@ -16,7 +17,7 @@ try:
 except ImportError:  # pragma: no cover
     import uasyncio as asyncio
 
-from fieldlink import VERSION, commands
+from fieldlink import VERSION, commands, mpack
 from fieldlink.link import T_COMMAND, T_EVENT, T_HEARTBEAT, T_TELEMETRY, T_TIME_SYNC, LinkError
 from fieldlink.tasks import Log, Supervisor, exc_text, sleep_ms, ticks_add, ticks_diff, ticks_ms
 
@@ -64,7 +65,10 @@ class Node:
                 self._feature_members[drv] = []
             if isinstance(drv, str) and drv != sc["name"]:
                 self._feature_members[drv].append(sc["name"])
-        self.pending = []  # [name, value, tick]
+        self.pending = []  # [name, value, tick]; the first self._tel[1] are in the message being delivered
+        # telemetry message that went on the air without an ACK: [msg, n readings, Tx or None, aired]
+        self._tel = None
+        self._tel_q = None  # q of a message that never left the node (reused by the next one)
         self.events = []  # event maps waiting to be sent
         self.cmds_seen = 0
         self._first_pending = None
@@ -252,7 +256,8 @@ class Node:
             self._first_pending = now
         self.pending.append([name, v, now])
         if len(self.pending) > MAX_PENDING:
-            self.pending.pop(0)
+            # oldest reading NOT in the message being delivered (its q and body are fixed until ACKed)
+            self.pending.pop(self._tel[1] if self._tel is not None else 0)
             self.count("tel_dropped")
 
     def run_rules(self, now, readings):
@@ -323,6 +328,8 @@ class Node:
 
     # ------------------------------------------------------------------ messages to the gateway
     def telemetry_due(self, now):
+        if self._tel is not None:
+            return True     # an unacknowledged message is waiting to be repeated
         if not self.pending:
             return False
         if len(self.pending) >= self.opt("telemetry_batch", 4):
@@ -330,10 +337,20 @@ class Node:
         return ticks_diff(now, self._first_pending) >= self.opt("batch_ms", 10000)
 
     def build_telemetry(self, now):
+        """Message for the oldest pending readings, as many as fit the link's max_msg (the rest go next)."""
+        room = getattr(self.link, "max_msg", None)
+        room = room - 48 if room else None  # 48: map, keys, q, boot, ts, sl, array header
         r = []
         for name, v, t in self.pending:
-            r.append([name, v, ticks_diff(now, t)])
-        m = {"q": self.state.next_seq(), "boot": self.state.boot, "r": r}
+            e = [name, v, ticks_diff(now, t)]
+            if room is not None:
+                room -= len(mpack.packb(e))
+                if room < 0 and r:
+                    break
+            r.append(e)
+        q = self._tel_q
+        self._tel_q = None
+        m = {"q": q if q is not None else self.state.next_seq(), "boot": self.state.boot, "r": r}
         ts = self.epoch_ms()
         if ts is not None:
             m["ts"] = ts
@@ -343,23 +360,52 @@ class Node:
         return m
 
     async def send_telemetry(self):
-        """Send the pending readings; True on ACK. On failure they stay pending (bounded)."""
-        if not self.pending:
-            return True
-        now = self.clock()
-        n = len(self.pending)
-        msg = self.build_telemetry(now)
+        """Send the pending readings; True on ACK. On failure they stay pending (bounded).
+
+        Exactly once: a message that went on the air without an ACK (perhaps only the ACKs were lost) is
+        never rebuilt. The next call repeats it frame for frame (Link.resend: the gateway's link dedup
+        drops it if it arrived) or, when the link cannot (re-paired, too many newer messages since, a
+        refusal), sends the same body again: same q and boot, which the gateway dedups (docs/roles.md).
+        Ages and ts in a repeated message are those of its first sending."""
+        t = self._tel
+        if t is None:
+            if not self.pending:
+                return True
+            msg = self.build_telemetry(self.clock())
+            t = [msg, len(msg["r"]), None, False]
+        msg, n, tx = t[0], t[1], t[2]
+        link = self.link
         try:
-            r = await self.link.send_gw(T_TELEMETRY, msg)
+            if tx is not None and self._can_resend(tx):
+                r = await link.resend(tx)
+            else:
+                r = await link.send_gw(T_TELEMETRY, msg)
         except LinkError as e:
             self.count("tel_fail")
             self.log.debug("telemetry: %s" % e)
+            etx = getattr(e, "tx", None) if e.status is None else None
+            if e.status is None and etx is None and not t[3]:
+                # refused before anything was sent (not paired, too large...): rebuilt next time, same q
+                self._tel = None
+                self._tel_q = msg["q"]
+            else:
+                t[2] = etx      # None after a refusal: a resend would only get the cached refusal
+                t[3] = True
+                self._tel = t
             return False
+        self._tel = None
         del self.pending[:n]
         self._first_pending = self.pending[0][2] if self.pending else None
         self.count("tel_tx")
         self._note_gw_result(r)
         return True
+
+    def _can_resend(self, tx):
+        link = self.link
+        if tx.dst != getattr(link, "gateway", tx.dst):
+            return False
+        can = getattr(link, "can_resend", None)
+        return can is not None and can(tx)
 
     def _note_gw_result(self, r):
         if isinstance(r, dict) and isinstance(r.get("p"), int):

@@ -160,3 +160,37 @@ def test_resend_of_a_command_never_received_applies_it_once():
     air.link_loss.clear()
     assert _drive_async(c, [gw, node], gw.resend(err.tx)) == {"ok": True}
     assert applied == [5]
+
+
+def test_resend_needs_the_same_key_and_a_recent_sequence():
+    c, air, gw, node = _net(seed=11, max_tries=2)
+    node.on(lf.T_COMMAND, lambda src, t, obj, mid: {"ok": True})
+    air.link_loss[(N1, GW)] = 1.0
+
+    async def fail(i):
+        try:
+            await gw.send(N1, lf.T_COMMAND, {"i": i}, True, i)
+        except LinkError as e:
+            return e
+
+    err = _drive_async(c, [gw, node], fail(1))
+    assert err.tx is not None and gw.can_resend(err.tx)
+    peer = gw.table.get(N1)
+    peer.key = b"K" * 16                   # re-keyed since (paired again): the old tags would be dropped
+    assert not gw.can_resend(err.tx)
+
+    async def resend():
+        try:
+            await gw.resend(err.tx)
+        except LinkError as e:
+            return e
+
+    e = _drive_async(c, [gw, node], resend())
+    assert e.status == lf.ST_DENIED and gw.counters["retries"] == err.tx.tries - 1   # nothing sent
+    peer.key = KEY
+    assert gw.can_resend(err.tx)
+    peer.tx_seq = (err.tx.seq + 31) & 0xFFFF   # 31 newer messages since: still inside half the window
+    assert gw.can_resend(err.tx)
+    peer.tx_seq = (err.tx.seq + 32) & 0xFFFF   # 32: it could fall behind the receiver's window
+    assert not gw.can_resend(err.tx)
+    assert not gw.can_resend(gw.submit(N1, lf.T_EVENT, {}, False))   # no ACK requested: nothing to repeat
