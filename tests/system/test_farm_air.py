@@ -234,7 +234,6 @@ def test_link_under_loss_and_duplication_is_exactly_once(tmp_path: Path) -> None
             # everything the node counted as delivered (ACKed) is here; messages sent after its
             # status snapshot (one in flight, more while the other nodes answer) may be here too
             assert c["tel_tx"] <= len(q) <= c["tel_tx"] + c["tel_fail"] + 1, (mac, len(q), c)
-            print("DBG", mac, q, sorted(c.items()), flush=True)
             assert c["tel_tx"] >= 3, c
         gw = client.status(timeout=20)
         link = gw["link"]
