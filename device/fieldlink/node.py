@@ -70,6 +70,7 @@ class Node:
         self._tel = None
         self._tel_q = None  # q of a message that never left the node (reused by the next one)
         self.events = []  # event maps waiting to be sent
+        self._evt_tx = None  # Tx of events[0] after a give-up, repeated by send_events (exactly once)
         self.cmds_seen = 0
         self._first_pending = None
         self._wake = None  # asyncio.Event-like flag for the telemetry task
@@ -219,7 +220,8 @@ class Node:
             m["d"] = data
         self.events.append(m)
         if len(self.events) > 16:
-            self.events.pop(0)
+            # drop the oldest that is not the one on the air (its Tx must keep matching events[0])
+            self.events.pop(1 if self._evt_tx is not None else 0)
 
     # ------------------------------------------------------------------ sampling + rules
     async def sample(self, now=None):
@@ -412,13 +414,21 @@ class Node:
             self.expect_cmds = r["p"]
 
     async def send_events(self):
+        """Send queued events in order. Like telemetry, an event whose ACKs were all lost is repeated frame
+        for frame (Link.resend) so the gateway's link dedup forwards it once."""
         while self.events:
             ev = self.events[0]
+            tx = self._evt_tx
             try:
-                r = await self.link.send_gw(T_EVENT, ev)
-            except LinkError:
+                if tx is not None and self._can_resend(tx):
+                    r = await self.link.resend(tx)
+                else:
+                    r = await self.link.send_gw(T_EVENT, ev)
+            except LinkError as e:
                 self.count("evt_fail")
+                self._evt_tx = getattr(e, "tx", None) if e.status is None else None
                 return False
+            self._evt_tx = None
             self.events.pop(0)
             self.count("evt_tx")
             self._note_gw_result(r)

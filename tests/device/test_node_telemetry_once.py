@@ -263,3 +263,22 @@ def test_gateway_forwards_each_boot_and_q_once_with_bounded_memory():
     assert gw.counters["tel_dup"] == 3 and gw.counters["tel_rx"] == len(want) + 3
     assert len(gw.nodes[N1]["tq"][1]) == TEL_SEEN
 
+
+
+def test_event_whose_acks_were_lost_is_forwarded_once():
+    # Same rule for events (e.g. relay changes): the head event is repeated frame for frame after a
+    # give-up, so the gateway forwards it once even though the node sent it several times.
+    r = Rig(seed=5)
+    r.air.link_loss[(GW, N1)] = 1.0        # the gateway gets every frame, the node no ACK
+    r.node.emit("door", "warning", {"open": True})
+    assert r.run(r.node.send_events()) is False
+    assert r.node.counters["evt_fail"] == 1 and len(r.node.events) == 1
+    r.node.emit("door", "info", {"open": False})
+    assert r.run(r.node.send_events()) is False     # the first event again, still no ACK
+    r.air.link_loss.clear()
+    assert r.run(r.node.send_events()) is True      # both delivered now
+    evs = [m["d"] for m in r.host if m["t"] == "evt"]
+    assert [(e["ev"], e["sev"], e["d"]["open"]) for e in evs] == [("door", "warning", True),
+                                                                  ("door", "info", False)], evs
+    assert r.node.counters["evt_tx"] == 2 and not r.node.events
+    assert r.gwl.counters["duplicate"] >= 3      # the repeats reached the gateway and were dropped

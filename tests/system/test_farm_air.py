@@ -216,6 +216,8 @@ def test_link_under_loss_and_duplication_is_exactly_once(tmp_path: Path) -> None
                 log.pump(client, timeout=2.2)          # min_switch_ms 2000 between relay changes
             r = client.node_command(target, "relay", name="pump", op="toggle", timeout=30)
             assert r["ok"] and r["on"] is (k % 2 == 0), r
+        log.pump(client, lambda: all(len(log.of("tel", m)) >= 3 for m in nodes), timeout=40,
+                 what="three telemetry messages from every node under loss")
         status = {m: client.node_command(m, "status", timeout=30)["st"] for m in nodes}
         log.pump(client, timeout=1.0)
         # exactly once: every command ran once (the status command itself is the +1)
@@ -231,10 +233,9 @@ def test_link_under_loss_and_duplication_is_exactly_once(tmp_path: Path) -> None
             # until ACKed, so the host has every q of this boot once, in order, none skipped
             assert q == list(range(1, len(q) + 1)), (mac, q)
             c = st["c"]
-            # everything the node counted as delivered (ACKed) is here; messages sent after its
-            # status snapshot (one in flight, more while the other nodes answer) may be here too
-            assert c["tel_tx"] <= len(q) <= c["tel_tx"] + c["tel_fail"] + 1, (mac, len(q), c)
-            assert c["tel_tx"] >= 3, c
+            # everything the node counted as delivered (ACKed) by its status snapshot is here (more may
+            # have arrived since: messages in flight, or sent while the other nodes answered)
+            assert len(q) >= 3 and c["tel_tx"] <= len(q), (mac, len(q), c)
         gw = client.status(timeout=20)
         link = gw["link"]
         assert link["retries"] > 0 and link["duplicate"] > 0, link   # the loss and dups did happen
