@@ -1,0 +1,54 @@
+"""The benchmarks keep running: each prints its side-by-side table in a short run. No timing is asserted
+(machines are noisy); the numbers must be present and positive for both runtimes."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_bench(*args: str) -> str:
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def numbers(line: str) -> list[float]:
+    return [float(x) for x in re.findall(r"(?<![\w.])\d+(?:\.\d+)?", line)]
+
+
+def test_codec_bench_table() -> None:
+    out = run_bench("bench/codec.py", "--quick")
+    assert "CPython" in out and "MicroPython" in out
+    rows = [ln for ln in out.splitlines() if ln.startswith(("crc16", "cobs", "frame", "msgpack"))]
+    assert len(rows) == 7, out
+    for row in rows:
+        rates = re.findall(r"([\d.]+) MB/s", row)
+        assert len(rates) == 2 and all(float(r) > 0 for r in rates), row
+
+
+def test_rules_bench_table() -> None:
+    out = run_bench("bench/rules.py", "--ticks", "2000")
+    rows = [numbers(ln) for ln in out.splitlines() if re.match(r"\s*(1|20|100)\s+\d+", ln)]
+    assert [int(r[0]) for r in rows] == [1, 20, 100], out
+    assert all(r[2] > 0 and r[3] > 0 for r in rows), rows
+
+
+@pytest.mark.slow
+def test_link_bench_table() -> None:
+    out = run_bench("bench/link.py", "--quick")
+    rows = [ln for ln in out.splitlines() if ln.startswith(("fake", "virtual air"))]
+    assert len(rows) == 6 and sum(ln.startswith("virtual air") for ln in rows) == 2, out
+    for row in rows:
+        rates = re.findall(r"\s(\d+)\s", row.split("  ", 1)[1])
+        shares = re.findall(r"([\d.]+)%", row)[-2:]  # the two retry columns end the row
+        assert len(shares) == 2 and all(0 <= float(x) < 100 for x in shares), row
+        assert rates and int(rates[0]) > 0, row
+        if "20% loss" in row:
+            assert all(float(x) > 0 for x in shares), row  # loss forces retransmissions
