@@ -25,7 +25,7 @@ class Rogue:
         self.hub = hub
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(2)
+        self.sock.settimeout(10)  # generous: the hub may be slow to answer on a loaded machine
         self.sock.sendto(b"R" + ROGUE + b"\x01", hub)
         assert self.sock.recv(64) == b"r" + ROGUE
         self.seq = 0
@@ -95,11 +95,21 @@ def test_garbage_on_the_air_is_counted_and_the_farm_keeps_running(tmp_path: Path
         hub_bad0 = farm.air.stats()["bad"]
         rogue = Rogue((farm.air.host, farm.air.port))
         rng = random.Random(1234)
+        expected = ("short", "bad_version", "unknown_type", "bad_flags", "bad_msgpack", "bad_fragment",
+                    "too_many_frags", "oversize", "replay")
+        # Like a real ESP-NOW receive buffer, the gateway's may overflow under a burst on a loaded machine
+        # (frames dropped, counted by the radio): the attack is repeated, at most 3 rounds, until every
+        # error class has been seen at least once.
         try:
             gw = bytes.fromhex(mac_hex(GATEWAY_MAC))
-            inject(rogue, gw, rng, 100)
-            inject(rogue, bytes.fromhex(nodes[0]), rng, 200)
-            inject(rogue, BCAST, rng, 300)
+            for rnd in range(3):
+                inject(rogue, gw, rng, 100 + 1000 * rnd)
+                inject(rogue, bytes.fromhex(nodes[0]), rng, 200 + 1000 * rnd)
+                inject(rogue, BCAST, rng, 300 + 1000 * rnd)
+                after = client.status(timeout=10)
+                d = {k: after["link"][k] - before["link"].get(k, 0) for k in after["link"]}
+                if all(d[c] > 0 for c in expected):
+                    break
         finally:
             rogue.close()
         # every node keeps reporting after the attack
@@ -107,8 +117,7 @@ def test_garbage_on_the_air_is_counted_and_the_farm_keeps_running(tmp_path: Path
         assert min(after_tel.values()) >= 2, after_tel
         after = client.status(timeout=10)
         d = {k: after["link"][k] - before["link"].get(k, 0) for k in after["link"]}
-        for counter in ("short", "bad_version", "unknown_type", "bad_flags", "bad_msgpack", "bad_fragment",
-                        "too_many_frags", "oversize", "replay"):
+        for counter in expected:
             assert d[counter] > 0, (counter, d)
         assert d["rx_frames"] >= 2 * 55, d               # unicast + broadcast injections reached it
         assert farm.air.stats()["bad"] - hub_bad0 >= 4   # the hub counted the non-protocol datagrams
