@@ -3,9 +3,13 @@ processes on the virtual air, and the host prints the telemetry it receives over
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 from fieldlink_host.farm import format_message, mac_hex, node_mac
 
@@ -44,3 +48,42 @@ def test_format_message_renders_telemetry_events_and_ignores_bookkeeping() -> No
     assert format_message({"t": "ack", "s": 3}, names) is None
     # malformed telemetry entries are skipped, not fatal
     assert format_message({"t": "tel", "from": "x", "d": {"r": [None, ["a"], ["b", 3]]}}, names) is not None
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmd:
+            found.append(f"{d.name}: {cmd}")
+    return found
+
+
+def test_fieldlink_sim_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    work = tmp_path / "farm"
+    proc = subprocess.Popen([sys.executable, "-m", "fieldlink_host", "sim", "--workdir", str(work)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    assert proc.stdout is not None
+    lines = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "telemetry" in line and "readings" in line:
+            break
+    assert any("telemetry" in ln for ln in lines), "".join(lines)
+    assert _processes_mentioning(str(work)), "the boards should be running"
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal goes to the whole foreground group
+    rest, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 130, "".join(lines) + rest
+    assert "Traceback" not in rest, rest
+    time.sleep(0.5)
+    assert _processes_mentioning(str(work)) == [], "board processes left behind"
