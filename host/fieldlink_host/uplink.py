@@ -34,6 +34,8 @@ from fieldlink_host.errors import FieldlinkError
 
 DEFAULT_BAUD = 921600
 MAX_FRAME = 4096
+#: telemetry sequence numbers remembered per node to drop repeats (the gateway keeps 8; the host more)
+TEL_SEEN = 64
 
 
 class UplinkError(FieldlinkError):
@@ -59,6 +61,7 @@ class UplinkStats:
     acks_sent: int = 0
     frames_sent: int = 0
     gateway_boots: int = 0
+    tel_duplicates: int = 0
     decoder: dict[str, int] = field(default_factory=dict)
 
 
@@ -94,6 +97,7 @@ class UplinkClient:
         self._ids = itertools.count(1)
         self._last_seq: dict[Any, int] = {}
         self._gw_boot: Any = None
+        self._tel_seen: dict[str, tuple[Any, list[int]]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_tx = 0.0
@@ -256,6 +260,28 @@ class UplinkClient:
                     pass
             self.stats.decoder = self._dec.stats()
 
+    def _seen_telemetry(self, msg: dict[str, Any]) -> bool:
+        """True if this node's (boot, q) was delivered already. Remembers the last TEL_SEEN q per node for
+        its latest boot (bounded: 64 per node)."""
+        d = msg.get("d")
+        node = msg.get("from")
+        if not isinstance(d, dict) or not isinstance(node, str):
+            return False
+        boot, q = d.get("boot"), d.get("q")
+        if not isinstance(q, int):
+            return False
+        prev = self._tel_seen.get(node)
+        if prev is None or prev[0] != boot:
+            prev = (boot, [])
+            self._tel_seen[node] = prev
+        seen = prev[1]
+        if q in seen:
+            return True
+        seen.append(q)
+        if len(seen) > TEL_SEEN:
+            del seen[0]
+        return False
+
     def _payload(self, payload: bytes) -> int:
         try:
             msg = decode_payload(payload)
@@ -281,6 +307,11 @@ class UplinkClient:
                 self.stats.gaps += s - last - 1
             self._last_seq[g] = s
         self.stats.messages += 1
+        if msg["t"] == "tel" and self._seen_telemetry(msg):
+            # the same node message again (a repeat after a gateway reboot or re-pairing): acknowledged on
+            # the uplink like any message, not delivered twice (docs/protocol.md, "exactly once")
+            self.stats.tel_duplicates += 1
+            return s if isinstance(s, int) else 0
         if msg["t"] == "res" and isinstance(msg.get("id"), int):
             with self._plock:
                 w = self._pending.get(msg["id"])
