@@ -2,6 +2,7 @@
 # LoopbackMedium (device tests: several boards in one process), or on no medium at all (frames vanish).
 import air
 import simboard
+from simboard import sleep_ms as _sleep_ms, ticks_diff as _ticks_diff, ticks_ms as _ticks_ms
 
 try:
     import select
@@ -10,30 +11,6 @@ except ImportError:  # pragma: no cover
 
 ACK_TIMEOUT_MS = 1000
 REGISTER_EVERY_MS = 2000
-
-
-def _ticks_ms():
-    import time
-    try:
-        return time.ticks_ms()
-    except AttributeError:
-        return int(time.monotonic() * 1000)
-
-
-def _ticks_diff(a, b):
-    import time
-    try:
-        return time.ticks_diff(a, b)
-    except AttributeError:
-        return a - b
-
-
-def _sleep_ms(ms):
-    import time
-    try:
-        time.sleep_ms(ms)
-    except AttributeError:
-        time.sleep(ms / 1000)
 
 
 class Radio:

@@ -5,9 +5,9 @@
 # micropython.schedule(), so they run on the main thread between bytecodes, like soft IRQs on the ESP32.
 # Under CPython the thread calls them directly.
 import sys
-import time
 
 import simboard
+from simboard import sleep_ms as _sleep_ms, ticks_diff as _ticks_diff, ticks_ms as _ticks_ms
 from machine_bus import I2C, UART, SoftI2C  # noqa: F401 - re-exported
 from machine_rtc import RTC  # noqa: F401 - re-exported
 
@@ -37,27 +37,6 @@ TOUCHPAD_WAKE = simboard.TOUCHPAD_WAKE
 ULP_WAKE = simboard.ULP_WAKE
 SLEEP = 2
 DEEPSLEEP = 4
-
-
-def _ticks_ms():
-    try:
-        return time.ticks_ms()
-    except AttributeError:
-        return int(time.monotonic() * 1000)
-
-
-def _ticks_diff(a, b):
-    try:
-        return time.ticks_diff(a, b)
-    except AttributeError:
-        return a - b
-
-
-def _sleep_ms(ms):
-    try:
-        time.sleep_ms(ms)
-    except AttributeError:
-        time.sleep(ms / 1000)
 
 
 def _pin_id(pin):

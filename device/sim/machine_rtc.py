@@ -4,20 +4,8 @@
 import time
 
 import simboard
+from simboard import ticks_diff as _ticks_diff, ticks_ms as _ticks_ms
 
-
-def _ticks_ms():
-    try:
-        return time.ticks_ms()
-    except AttributeError:
-        return int(time.monotonic() * 1000)
-
-
-def _ticks_diff(a, b):
-    try:
-        return time.ticks_diff(a, b)
-    except AttributeError:
-        return a - b
 
 
 # ---- RTC -------------------------------------------------------------------------------------------

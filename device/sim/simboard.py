@@ -21,6 +21,21 @@ try:
 except ImportError:  # pragma: no cover
     import ujson as json
 
+# Millisecond ticks for the sim's own timing (timers, watchdog, radio waits), shared by its modules.
+try:
+    from time import sleep_ms, ticks_diff, ticks_ms
+except ImportError:  # CPython: monotonic milliseconds
+    import time as _time
+
+    def ticks_ms():
+        return int(_time.monotonic() * 1000)
+
+    def ticks_diff(a, b):
+        return a - b
+
+    def sleep_ms(ms):
+        _time.sleep(ms / 1000)
+
 # Exit codes the launcher (fieldlink_host.virtual) interprets. The authoritative reason is also written
 # to sim_state.json ("pending") just before the process ends.
 EXIT_HARD_RESET = 100
