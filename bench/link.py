@@ -16,21 +16,8 @@
 # ruff: noqa: UP031
 import sys
 
-IS_MPY = sys.implementation.name == "micropython"
-import time  # noqa: E402
-
-if IS_MPY:
-    def _now():
-        return time.ticks_us()
-
-    def _secs(t0, t1):
-        return time.ticks_diff(t1, t0) / 1e6
-else:
-    def _now():
-        return time.perf_counter()
-
-    def _secs(t0, t1):
-        return t1 - t0
+from _bench import now as _now
+from _bench import secs as _secs
 
 
 def scenario(n, loss, size, seed=7):
@@ -227,13 +214,12 @@ def air_scenario(runtime, secs, loss=0.2, size=0):
 def _run_micropython(quick):
     import json
     import os
-    import subprocess
+
+    from _bench import run_micropython
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ)
-    env["MICROPYPATH"] = os.pathsep.join([os.path.join(root, "tests", "device"), os.path.join(root, "device"),
-                                          os.path.join(root, "device", "sim"), ".frozen"])
-    cmd = ["micropython", "-X", "heapsize=32M", os.path.abspath(__file__), "--worker"] + (["--quick"] if quick else [])
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    p = run_micropython(os.path.abspath(__file__), ["--worker"] + (["--quick"] if quick else []),
+                        extra_path=[os.path.join(root, "tests", "device"), os.path.join(root, "device", "sim")],
+                        heap="32M", timeout=900)
     if p.returncode != 0:
         raise RuntimeError("micropython worker failed:\n" + p.stdout + p.stderr)
     return json.loads(p.stdout.strip().splitlines()[-1])

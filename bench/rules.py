@@ -9,8 +9,6 @@ relay/event actions over the sim-node board; every tick feeds fresh readings for
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "device"), str(ROOT / "host")]
 
+from _bench import run_micropython  # noqa: E402
 from fieldlink_host.rules.compiler import compile_text  # noqa: E402
 
 INPUTS = ["sht.temperature", "sht.relative_humidity", "light.lux", "air.co2"]
@@ -81,8 +80,7 @@ def main() -> int:
             p.write_bytes(blob)
             script = Path(d) / "b.py"
             script.write_text(TICK_LOOP + f"\nprint(bench(open({str(p)!r}, 'rb').read(), {ticks}))\n")
-            env = dict(os.environ, MICROPYPATH=str(ROOT / "device"))
-            res = subprocess.run(["micropython", str(script)], capture_output=True, text=True, env=env)
+            res = run_micropython(script)
             mpy = float(res.stdout.strip()) if res.returncode == 0 else float("nan")
             print(f"{n:>5} {len(blob):>6} {cpy:>16.0f} {mpy:>20.0f} {cpy / mpy:>6.2f}")
     return 0

