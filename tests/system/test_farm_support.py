@@ -13,16 +13,10 @@ import tty
 from pathlib import Path
 from typing import Any
 
+from fieldlink_host.paths import micropython_binary
+
 ROOT = Path(__file__).resolve().parents[2]
 ENTRY = Path(__file__).with_name("test_farm_entry.py")
-
-
-def micropython() -> str:
-    import shutil
-    exe = os.environ.get("MICROPYTHON") or shutil.which("micropython")
-    if not exe:
-        raise RuntimeError("micropython binary not found")
-    return exe
 
 
 def mpy_env() -> dict[str, str]:
@@ -39,7 +33,7 @@ class PtyProcess:
         self.port = os.ttyname(slave)
         self.log_path = log
         self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([micropython(), "-X", "heapsize=64M", *args], stdin=master, stdout=master,
+        self.proc = subprocess.Popen([micropython_binary(), "-X", "heapsize=64M", *args], stdin=master, stdout=master,
                                      stderr=self._log, env=mpy_env(), cwd=str(ROOT))
         os.close(master)
         os.close(slave)
