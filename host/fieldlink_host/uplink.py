@@ -137,7 +137,10 @@ class UplinkClient:
         if self._ser is None:
             raise UplinkError("uplink is not open")
         with self._wlock:
-            self._ser.write(data)
+            try:
+                self._ser.write(data)
+            except (serial.SerialException, OSError) as exc:
+                raise UplinkError(f"cannot write to {self._port_name or 'the gateway port'}: {exc}") from exc
             self._last_tx = time.monotonic()
 
     def send(self, msg: dict[str, Any]) -> None:

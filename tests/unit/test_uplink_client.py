@@ -9,7 +9,7 @@ from typing import Any
 
 import msgpack
 from fieldlink.frame import FrameDecoder, encode_frame
-from fieldlink_host.uplink import UplinkClient
+from fieldlink_host.uplink import UplinkClient, UplinkError
 
 
 class FakePort:
@@ -96,5 +96,55 @@ def test_uplink_retransmissions_are_dropped_by_gateway_sequence() -> None:
         assert [m["d"]["q"] for m in got] == [1, 3]
         assert client.stats.duplicates == 1 and client.stats.gaps == 1
         assert client.stats.tel_duplicates == 0
+    finally:
+        client.close()
+
+
+def test_missing_port_is_one_clear_error(tmp_path: Any) -> None:
+    missing = str(tmp_path / "ttyACM9")
+    try:
+        UplinkClient(missing).open()
+    except UplinkError as exc:
+        assert missing in str(exc) and "cannot open" in str(exc)
+    else:
+        raise AssertionError("opening a missing port must fail")
+
+
+class VanishingPort(FakePort):
+    """Works, then fails every read and write like a USB port that was unplugged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gone = False
+
+    def read(self, n: int) -> bytes:
+        if self.gone:
+            raise OSError(5, "Input/output error")
+        return super().read(n)
+
+    def write(self, data: bytes) -> int:
+        if self.gone:
+            raise OSError(5, "Input/output error")
+        return super().write(data)
+
+
+def test_vanished_port_gives_uplink_errors_and_the_client_keeps_running() -> None:
+    port = VanishingPort()
+    client = UplinkClient(port, hb_interval=0.05).open()  # type: ignore[arg-type]
+    try:
+        port.feed(tel(1, 1, "020000000001", 1, 1))
+        assert [m["d"]["q"] for m in drain(client, 0.5) if m["t"] == "tel"] == [1]
+        port.gone = True
+        time.sleep(0.3)                       # the reader and the heartbeat hit the errors meanwhile
+        try:
+            client.request("ping", timeout=0.5)
+        except UplinkError:
+            pass                              # OSError while sending, or no answer: one clear error
+        else:
+            raise AssertionError("a request over a vanished port must fail")
+        # the port comes back (re-enumerated): the same client receives again, nothing was lost on our side
+        port.gone = False
+        port.feed(tel(1, 2, "020000000001", 1, 2))
+        assert [m["d"]["q"] for m in drain(client, 0.5) if m["t"] == "tel"] == [2]
     finally:
         client.close()
