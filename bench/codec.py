@@ -48,9 +48,9 @@ TELEMETRY = {
 
 
 def run_all(quick=False):
-    from fieldlink import cobs, mpack
-    from fieldlink.crc import crc16
-    from fieldlink.frame import FrameDecoder, encode_frame
+    from fieldlink.codec import cobs, mpack
+    from fieldlink.codec.crc import crc16
+    from fieldlink.codec.serialframe import FrameDecoder, encode_frame
 
     t = 0.08 if quick else 0.4
     data = _test_data(1024)

@@ -1,4 +1,4 @@
-# Link layer throughput: messages/s through fieldlink.link (node -> gateway, ACKed, HMAC-tagged) on
+# Link layer throughput: messages/s through fieldlink.link.core (node -> gateway, ACKed, HMAC-tagged) on
 # the in-memory fake radio (tests/device/test_link_fakeradio.py) with a virtual clock, so the numbers
 # are the CPU cost of the link layer itself, plus the share of frames that are retransmissions under
 # 20 % loss. CPython and MicroPython side by side (the same code runs in a `micropython` child).
@@ -21,9 +21,11 @@ from _bench import secs as _secs
 
 
 def scenario(n, loss, size, seed=7):
-    from fieldlink import linkframe as lf
-    from fieldlink.link import GatewayLink, LinkError, NodeLink
-    from fieldlink.peers import SEC_AUTH
+    from fieldlink.link import frame as lf
+    from fieldlink.link.core import LinkError
+    from fieldlink.link.gateway_link import GatewayLink
+    from fieldlink.link.node_link import NodeLink
+    from fieldlink.link.peers import SEC_AUTH
     from test_link_fakeradio import FakeAir, FakeClock, mac
     c = FakeClock(1000)
     air = FakeAir(c, seed, loss)
@@ -83,9 +85,11 @@ def air_board():
 
     import espnow
     import network
-    from fieldlink import linkframe as lf
-    from fieldlink.link import GatewayLink, LinkError, NodeLink, sleep_ms
-    from fieldlink.peers import SEC_AUTH
+    from fieldlink.link import frame as lf
+    from fieldlink.link.core import LinkError, sleep_ms
+    from fieldlink.link.gateway_link import GatewayLink
+    from fieldlink.link.node_link import NodeLink
+    from fieldlink.link.peers import SEC_AUTH
     try:
         import asyncio
     except ImportError:  # pragma: no cover

@@ -20,8 +20,9 @@ try:
 except ImportError:  # pragma: no cover
     import uasyncio as asyncio
 
-from fieldlink import config
-from fieldlink.tasks import Log, exc_text, print_exc
+from fieldlink.runtime import config
+from fieldlink.runtime.state import State
+from fieldlink.runtime.tasks import Log, exc_text, print_exc
 
 BOARD_JSON = "board.json"
 STORE_DIR = "fl/data"  # the store, relative to the root of the board's filesystem
@@ -218,7 +219,7 @@ def link_kw(cfg, wlan, store):
 
 
 def make_transport(uplink):
-    from fieldlink import uplink as up
+    from fieldlink.gateway import uplink as up
     if uplink and uplink != "stdio":
         return up.FileTransport(uplink)
     if sys.platform not in ("linux", "darwin"):
@@ -227,12 +228,11 @@ def make_transport(uplink):
 
 
 def build_gateway(cfg, store, uplink=None, wdt=None, esp_mac=None):
-    from fieldlink.gateway import Gateway
-    from fieldlink.link import GatewayLink  # noqa: F401  (attribute set by fieldlink.pairing)
-    from fieldlink import pairing
-    from fieldlink.uplink import Uplink
+    from fieldlink.gateway.role import Gateway
+    from fieldlink.link.gateway_link import GatewayLink
+    from fieldlink.gateway.uplink import Uplink
     opts = cfg.get("options") or {}
-    state = config.State(store + "/gw_state.json")
+    state = State(store + "/gw_state.json")
     log = Log("gw")
     up = Uplink(make_transport(uplink), boot=state.boot, capacity=int(opts.get("ring_buffer", 256)),
                 window=int(opts.get("uplink_window", 16)), host_timeout_ms=int(opts.get("host_timeout_ms", 3000)),
@@ -245,14 +245,14 @@ def build_gateway(cfg, store, uplink=None, wdt=None, esp_mac=None):
             sys.stderr.write("[gw] %s: %s\n" % (lvl, text))
     log.sink = sink
     wlan, esp, mac = esp_mac or radio(cfg)
-    link = pairing.GatewayLink(esp, mac, channel=int(opts.get("channel", 1)), **link_kw(cfg, wlan, store))
+    link = GatewayLink(esp, mac, channel=int(opts.get("channel", 1)), **link_kw(cfg, wlan, store))
     return Gateway(cfg, link, up, log=log, boot=state.boot, wdt=wdt)
 
 
 def build_node(cfg, store, relays, wdt=None, radio_parts=None, rules=None):
-    from fieldlink import pairing
-    from fieldlink.node import Node
-    from fieldlink.sensors import SensorManager
+    from fieldlink.link.node_link import NodeLink
+    from fieldlink.node.role import Node
+    from fieldlink.node.sensors import SensorManager
     opts = cfg.get("options") or {}
     m = _machine()
     rtc = None
@@ -277,13 +277,13 @@ def build_node(cfg, store, relays, wdt=None, radio_parts=None, rules=None):
                 led = m.Pin(pin, m.Pin.OUT, value=0)
             except Exception:
                 led = None
-    state = config.State(store + "/node_state.json", rtc=rtc, deep_wake=deep_wake)
+    state = State(store + "/node_state.json", rtc=rtc, deep_wake=deep_wake)
     wlan, esp, mac = radio_parts or radio(cfg)
     kw = link_kw(cfg, wlan, store)
     chans = opts.get("channels")
     if isinstance(chans, list):
         kw["channels"] = chans
-    link = pairing.NodeLink(esp, mac, **kw)
+    link = NodeLink(esp, mac, **kw)
     sensors = SensorManager(cfg)
     node = Node(cfg, link, sensors=sensors, relays=relays, state=state, wdt=wdt, rules=rules, led=led,
                 sleeper=sleeper, rebooter=rebooter)

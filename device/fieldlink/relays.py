@@ -12,7 +12,7 @@
 # - Every state change calls on_event({"relay", "state", "reason", "t_ms"}).
 import json
 
-from fieldlink.clock import ticks_add as _add, ticks_diff as _diff, ticks_ms as _ms
+from fieldlink.runtime.clock import ticks_add as _add, ticks_diff as _diff, ticks_ms as _ms
 
 REASONS = ("boot", "restore", "command", "rule", "max_on", "interlock", "pulse")
 _SAFETY = ("boot", "max_on", "interlock", "pulse", "all_off")

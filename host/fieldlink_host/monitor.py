@@ -3,7 +3,7 @@
 The gateway's uplink carries COBS frames (docs/protocol.md: ``COBS(payload || CRC16) || 0x00``, payload
 msgpack) on the same serial line as MicroPython's console output. Text never contains 0x00, so the
 stream is cut at each 0x00; the longest tail of a chunk that decodes as a valid frame (COBS + CRC16,
-via ``fieldlink.frame.FrameDecoder``, then ``fieldlink.mpack.unpackb``) is a frame and the rest is text. Text not followed by a 0x00 is shown once it ends with a newline and is printable, or
+via ``fieldlink.codec.serialframe.FrameDecoder``, then ``fieldlink.codec.mpack.unpackb``) is a frame and the rest is text. Text not followed by a 0x00 is shown once it ends with a newline and is printable, or
 after a short idle time.
 """
 
@@ -47,8 +47,8 @@ def _printable(b: bytes) -> bool:
 
 class MonitorDecoder:
     def __init__(self, max_frame: int = 1024) -> None:
-        from fieldlink.frame import FrameDecoder
-        from fieldlink.mpack import unpackb
+        from fieldlink.codec.mpack import unpackb
+        from fieldlink.codec.serialframe import FrameDecoder
 
         self._FrameDecoder = FrameDecoder
         self._unpackb = unpackb

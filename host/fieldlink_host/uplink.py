@@ -28,7 +28,7 @@ from typing import Any
 
 import msgpack
 import serial
-from fieldlink.frame import FrameDecoder, encode_frame
+from fieldlink.codec.serialframe import FrameDecoder, encode_frame
 
 from fieldlink_host.errors import FieldlinkError
 

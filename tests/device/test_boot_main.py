@@ -13,9 +13,10 @@ from test_node_support import NODE_CFG, Clock, FakeAir, FakeLink, PinBank, run
 from test_rules_e2e import ScriptedSht
 from test_rules_vm import hot_program
 
-from fieldlink import config, main
-from fieldlink.link import T_COMMAND
-from fieldlink.node import Node
+from fieldlink.runtime import config
+from fieldlink import main
+from fieldlink.link.core import T_COMMAND
+from fieldlink.node.role import Node
 from fieldlink.relays import Relays
 
 GW = b"\x02\x00\x00\x00\x00\x01"

@@ -3,10 +3,10 @@
 # spec or a hand computation written out next to it -- never from the code under test.
 
 from devtest import IS_MPY, raises
-from fieldlink import cobs, frame, mpack
-from fieldlink.crc import crc16
+from fieldlink.codec import cobs, serialframe as frame, mpack
+from fieldlink.codec.crc import crc16
 from fieldlink.errors import DecodeError, EncodeError
-from fieldlink.frame import FrameDecoder, decode_frame, encode_frame
+from fieldlink.codec.serialframe import FrameDecoder, decode_frame, encode_frame
 
 H = bytes.fromhex
 

@@ -2,7 +2,7 @@
 # by hand below from the documented formulas (docs/drivers.md).
 from devtest import raises
 
-from fieldlink.drivers import InvalidReading, NotReady
+from fieldlink.drivers.base import InvalidReading, NotReady
 from fieldlink.drivers.analog_lux import AnalogLux, read_volts
 from fieldlink.drivers.mq135 import MQ135
 from fieldlink.drivers.synthetic import Synthetic

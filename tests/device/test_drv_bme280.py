@@ -5,7 +5,7 @@ import struct
 
 from devtest import raises
 
-from fieldlink.drivers import InvalidReading
+from fieldlink.drivers.base import InvalidReading
 from fieldlink.drivers.bme280 import BME280
 
 # Bosch datasheet example calibration (dig_T1..dig_P9) and raw values adc_T = 519888, adc_P = 415148

@@ -5,7 +5,7 @@ from devtest import raises
 
 import chips_onewire
 import onewire
-from fieldlink.drivers import CRCError, InvalidReading
+from fieldlink.drivers.base import CRCError, InvalidReading
 from fieldlink.drivers.ds18b20 import DS18B20, crc8, rom_from_hex, temperature_from_raw
 
 # Maxim AN27 ("Understanding and Using Cyclic Redundancy Checks with Maxim 1-Wire and iButton

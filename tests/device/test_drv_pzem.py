@@ -3,7 +3,7 @@
 from devtest import raises
 
 import chips_uart
-from fieldlink.drivers import CRCError
+from fieldlink.drivers.base import CRCError
 from fieldlink.drivers.pzem004t import PZEM004T, crc16, frame
 
 

@@ -10,7 +10,7 @@ from fieldlink.drivers.pzem004t import PZEM004T
 from fieldlink.drivers.sht4x import SHT4x
 from fieldlink.drivers.synthetic import Synthetic
 from fieldlink.drivers.analog_lux import AnalogLux
-from fieldlink.sensors import QUANTITIES, SensorManager, error_kind
+from fieldlink.node.sensors import QUANTITIES, SensorManager, error_kind
 
 # SHT4x frame for T = 25.0 degC (0x6666, CRC 0x93) and RH = 56.500954 % (0x8000, CRC 0xA2);
 # CRCs from the PyPI `crc` package.
@@ -174,7 +174,7 @@ def test_timeout_invalid_and_unexpected_exceptions_never_escape():
 
 
 def test_error_kind_mapping():
-    from fieldlink.drivers import CRCError, InvalidReading, NotReady
+    from fieldlink.drivers.base import CRCError, InvalidReading, NotReady
     assert error_kind(CRCError()) == "crc"
     assert error_kind(InvalidReading()) == "invalid"
     assert error_kind(NotReady()) == "not_ready"

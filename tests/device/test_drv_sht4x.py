@@ -2,7 +2,7 @@
 # written here (independent of the virtual board's fake chip), CRC, conversion, error handling.
 from devtest import raises
 
-from fieldlink.drivers import CRCError
+from fieldlink.drivers.base import CRCError
 from fieldlink.drivers.sht4x import SHT4x, crc8
 
 

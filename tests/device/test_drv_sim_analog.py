@@ -1,7 +1,7 @@
 # Sensor manager with its default machine factories on the virtual board: ADC sources.
 import simboard
 
-from fieldlink.sensors import SensorManager
+from fieldlink.node.sensors import SensorManager
 
 
 def test_default_adc_factory_reads_the_sim_source():

@@ -3,7 +3,7 @@
 import simboard
 
 import chips
-from fieldlink.sensors import SensorManager
+from fieldlink.node.sensors import SensorManager
 
 BOARD = {
     "i2c": [{"id": 0, "scl": 9, "sda": 8, "freq": 400000}],

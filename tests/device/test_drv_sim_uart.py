@@ -2,7 +2,7 @@
 import simboard
 
 import chips_uart
-from fieldlink.sensors import SensorManager
+from fieldlink.node.sensors import SensorManager
 
 
 def test_pzem_through_machine_uart():

@@ -4,12 +4,12 @@ from devtest import raises
 
 from test_node_support import (GW_CFG, Clock, FakeAir, FakeLink, FakeSerial, asyncio, pump, run)
 
-from fieldlink import mpack
-from fieldlink.frame import encode_frame
-from fieldlink.gateway import Gateway, mac_bytes, mac_hex
-from fieldlink.link import T_TELEMETRY, T_TIME_SYNC
-from fieldlink.ringbuf import CommandQueue, RingBuffer
-from fieldlink.uplink import Uplink
+from fieldlink.codec import mpack
+from fieldlink.codec.serialframe import encode_frame
+from fieldlink.gateway.role import Gateway, mac_bytes, mac_hex
+from fieldlink.link.core import T_TELEMETRY, T_TIME_SYNC
+from fieldlink.gateway.ringbuf import CommandQueue, RingBuffer
+from fieldlink.gateway.uplink import Uplink
 
 GW = b"\x02\x00\x00\x00\x00\x01"
 N1 = b"\x02\x00\x00\x00\x00\x11"

@@ -3,9 +3,10 @@
 # ST_ERROR "result too large", because an ACK had to fit in one frame.
 from test_link_fakeradio import FakeAir, FakeClock, drive, mac
 
-from fieldlink import linkframe as lf
-from fieldlink.link import GatewayLink, NodeLink
-from fieldlink.peers import SEC_AUTH
+from fieldlink.link import frame as lf
+from fieldlink.link.gateway_link import GatewayLink
+from fieldlink.link.node_link import NodeLink
+from fieldlink.link.peers import SEC_AUTH
 
 GW = mac(0xF00)
 N1 = mac(1)
@@ -89,7 +90,7 @@ def test_open_network_and_result_beyond_max_msg():
 # applied it (only its ACKs were lost) applied it a second time. Link.resend(tx) repeats the same frames.
 import asyncio  # noqa: E402
 
-from fieldlink.link import LinkError  # noqa: E402
+from fieldlink.link.core import LinkError  # noqa: E402
 
 
 def _drive_async(c, links, coro, max_ms=60000):

@@ -4,10 +4,12 @@
 from devtest import raises, tmpdir
 from test_link_fakeradio import FakeAir, FakeClock, Rng, drive, mac
 
-from fieldlink import linkframe as lf
-from fieldlink import mpack
-from fieldlink.link import GatewayLink, LinkError, NodeLink
-from fieldlink.peers import SEC_AUTH, SEC_ESPNOW
+from fieldlink.link import frame as lf
+from fieldlink.codec import mpack
+from fieldlink.link.gateway_link import GatewayLink
+from fieldlink.link.core import LinkError
+from fieldlink.link.node_link import NodeLink
+from fieldlink.link.peers import SEC_AUTH, SEC_ESPNOW
 
 GW = mac(0xF00)
 N1 = mac(1)

@@ -1,5 +1,5 @@
 # Fragment split / reassembly: order, duplicates, loss + timeout, and every limit.
-from fieldlink import fragment as fr
+from fieldlink.link import fragment as fr
 
 
 def _parts(data, chunk):

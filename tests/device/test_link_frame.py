@@ -2,8 +2,8 @@
 # rejection of malformed frames.
 from devtest import raises
 
-from fieldlink import linkframe as lf
-from fieldlink import mpack
+from fieldlink.link import frame as lf
+from fieldlink.codec import mpack
 
 
 def _parse(frame):

@@ -5,11 +5,13 @@ import asyncio
 from devtest import tmpdir
 from test_link_fakeradio import FakeAir, FakeWLAN, mac
 
-from fieldlink import linkframe as lf
-from fieldlink import mpack
-from fieldlink.link import GatewayLink, LinkError, NodeLink, ticks_ms
-from fieldlink.pairing import wrap_key
-from fieldlink.peers import SEC_AUTH, SEC_ESPNOW
+from fieldlink.link import frame as lf
+from fieldlink.codec import mpack
+from fieldlink.link.gateway_link import GatewayLink
+from fieldlink.link.core import LinkError, ticks_ms
+from fieldlink.link.node_link import NodeLink
+from fieldlink.link.pairing import wrap_key
+from fieldlink.link.peers import SEC_AUTH, SEC_ESPNOW
 
 GW = mac(0xF00)
 PMK = b"network-pmk-0001"

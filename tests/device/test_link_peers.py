@@ -1,7 +1,7 @@
 # Per-peer dedup window and LRU ESP-NOW registration (200 nodes on a 20-peer radio).
 from test_link_fakeradio import FakeAir, FakeClock, mac
 
-from fieldlink import peers as pe
+from fieldlink.link import peers as pe
 
 
 def test_dedup_window_basic():

@@ -7,15 +7,16 @@ from devtest import raises, tmpdir
 from test_node_support import (GW_CFG, NODE_CFG, Clock, FakeAir, FakeLink, FakeRTC, FakeSerial, FakeWDT,
                                PinBank, asyncio, run)
 
-from fieldlink import config
-from fieldlink.config import ConfigError, State
-from fieldlink.gateway import Gateway, mac_hex
-from fieldlink.link import T_COMMAND, T_EVENT, T_HEARTBEAT, T_TELEMETRY
-from fieldlink.node import MAX_PENDING, Node
+from fieldlink.runtime import config
+from fieldlink.runtime.config import ConfigError
+from fieldlink.runtime.state import State
+from fieldlink.gateway.role import Gateway, mac_hex
+from fieldlink.link.core import T_COMMAND, T_EVENT, T_HEARTBEAT, T_TELEMETRY
+from fieldlink.node.role import MAX_PENDING, Node
 from fieldlink.relays import Relays
-from fieldlink.sensors import SensorManager
-from fieldlink.tasks import Supervisor
-from fieldlink.uplink import Uplink
+from fieldlink.node.sensors import SensorManager
+from fieldlink.runtime.tasks import Supervisor
+from fieldlink.gateway.uplink import Uplink
 
 GW = b"\x02\x00\x00\x00\x00\x01"
 N1 = b"\x02\x00\x00\x00\x00\x21"
@@ -261,7 +262,7 @@ class CrashySensors(SensorManager):
 def test_node_tasks_restart_after_crash_and_feed_watchdog():
     async def main():
         r = Rig(opts={"heartbeat_s": 1, "tick_ms": 20})
-        r.node.clock = __import__("fieldlink.tasks").tasks.ticks_ms
+        r.node.clock = __import__("fieldlink.runtime.tasks").runtime.tasks.ticks_ms
         r.node.sensors = CrashySensors(r.cfg, r.node.clock)
         r.node.sup.base_ms = 10
         wdt = FakeWDT()

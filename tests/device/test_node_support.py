@@ -1,5 +1,5 @@
 # In-memory fakes shared by test_gateway*.py and test_node*.py (no test functions here): a fake air that
-# connects fake links with the fieldlink.link API (on/send/submit/send_gw/run/stop/permit_join/join), a
+# connects fake links with the fieldlink.link.core API (on/send/submit/send_gw/run/stop/permit_join/join), a
 # fake serial line for the gateway uplink, a host end that speaks the uplink protocol, a settable clock,
 # fake relays/RTC/WDT, and a tiny asyncio driver that works on both runtimes.
 try:
@@ -7,15 +7,15 @@ try:
 except ImportError:
     import uasyncio as asyncio
 
-from fieldlink import mpack
-from fieldlink.frame import FrameDecoder, encode_frame
-from fieldlink.link import BROADCAST, ST_ERROR, ST_UNHANDLED
-from fieldlink.link import LinkError as _LinkError
-from fieldlink.tasks import exc_text
+from fieldlink.codec import mpack
+from fieldlink.codec.serialframe import FrameDecoder, encode_frame
+from fieldlink.link.core import BROADCAST, ST_ERROR, ST_UNHANDLED
+from fieldlink.link.core import LinkError as _LinkError
+from fieldlink.runtime.tasks import exc_text
 
 
 class LinkError(_LinkError):
-    # fieldlink.link.LinkError calls Exception.__init__(self, msg), which MicroPython lacks; build the
+    # fieldlink.link.core.LinkError calls Exception.__init__(self, msg), which MicroPython lacks; build the
     # same object through super() so the fakes raise a real LinkError subclass on both runtimes.
     def __init__(self, msg, status=None, result=None):
         super(_LinkError, self).__init__(msg)

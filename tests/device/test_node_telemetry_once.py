@@ -11,15 +11,16 @@ from test_link_fakeradio import FakeAir, FakeClock, mac
 from test_node_support import GW_CFG, NODE_CFG, FakeLink, FakeSerial, asyncio
 from test_node_support import FakeAir as FakeLinkAir
 
-from fieldlink import linkframe as lf
-from fieldlink import mpack
-from fieldlink.config import State
-from fieldlink.gateway import TEL_SEEN, Gateway
-from fieldlink.link import GatewayLink, NodeLink
-from fieldlink.node import MAX_PENDING, Node
-from fieldlink.peers import SEC_AUTH
-from fieldlink.sensors import SensorManager
-from fieldlink.uplink import Uplink
+from fieldlink.link import frame as lf
+from fieldlink.codec import mpack
+from fieldlink.runtime.state import State
+from fieldlink.gateway.role import TEL_SEEN, Gateway
+from fieldlink.link.gateway_link import GatewayLink
+from fieldlink.link.node_link import NodeLink
+from fieldlink.node.role import MAX_PENDING, Node
+from fieldlink.link.peers import SEC_AUTH
+from fieldlink.node.sensors import SensorManager
+from fieldlink.gateway.uplink import Uplink
 
 GW = mac(0xF00)
 N1 = mac(0x21)

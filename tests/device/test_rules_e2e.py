@@ -1,4 +1,4 @@
-# Rules end to end inside a node: fieldlink.node.Node samples a temperature sensor, runs the RuleEngine
+# Rules end to end inside a node: fieldlink.node.role.Node samples a temperature sensor, runs the RuleEngine
 # every tick and drives a real fieldlink.relays.Relays (fake pins). The rule (hand-assembled, see
 # test_rules_vm.hot_program): fan on when sht.temperature > 28 with hysteresis 1.5, off below 26.5,
 # cooldown 10 s. The sensor is a scripted stand-in returning the SensorManager reading format; the same
@@ -9,8 +9,8 @@ from devtest import tmpdir
 from test_node_support import NODE_CFG, Clock, FakeAir, FakeLink, PinBank, run
 from test_rules_vm import hot_program
 
-from fieldlink.config import State
-from fieldlink.node import Node
+from fieldlink.runtime.state import State
+from fieldlink.node.role import Node
 from fieldlink.relays import Relays
 from fieldlink.rules.engine import RuleEngine
 

@@ -1,6 +1,6 @@
 # Rules end to end on the virtual board, with nothing stubbed between the sensor and the relay: the sim's
 # fake SHT4x (device/sim/chips.py: real command bytes, CRC-8 on every word) on machine.I2C(0), the real
-# SensorManager + SHT4x driver, fieldlink.node.Node running the RuleEngine every tick, and real Relays
+# SensorManager + SHT4x driver, fieldlink.node.role.Node running the RuleEngine every tick, and real Relays
 # on the sim's machine.Pin. Rule (test_rules_vm.hot_program): fan on above 28 degC, hysteresis 1.5
 # (off below 26.5), cooldown 10 s.
 import json
@@ -12,11 +12,11 @@ from devtest import tmpdir
 from test_node_support import NODE_CFG, Clock, FakeAir, FakeLink, run
 from test_rules_vm import hot_program
 
-from fieldlink.config import State
-from fieldlink.node import Node
+from fieldlink.runtime.state import State
+from fieldlink.node.role import Node
 from fieldlink.relays import Relays
 from fieldlink.rules.engine import RuleEngine
-from fieldlink.sensors import SensorManager
+from fieldlink.node.sensors import SensorManager
 
 
 def _setup():

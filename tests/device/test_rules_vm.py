@@ -6,7 +6,7 @@ import struct
 from devtest import IS_MPY, raises, tmpdir
 from fieldlink.rules import opcodes as O
 from fieldlink.rules.engine import RuleEngine
-from fieldlink.rules.replay import replay
+from rules_replay import replay
 from fieldlink.rules.verify import VerifyError, crc32, verify
 from fieldlink.rules.vm import VM
 
@@ -349,7 +349,7 @@ def test_replay_writes_the_action_log():
 
 
 def test_replay_rejects_bad_csv():
-    from fieldlink.rules.replay import ReplayError
+    from rules_replay import ReplayError
     e = raises(ReplayError, replay, hot_program(), ["when,sht.temperature", "0,1"], print)
     assert "first column" in str(e)
     e = raises(ReplayError, replay, hot_program(), ["time_s,sht.temperature", "0,abc"], print)

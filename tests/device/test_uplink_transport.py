@@ -2,7 +2,7 @@
 # open(path, "wb") is a FileIO whose flush() is fsync(), which fails with EINVAL on a tty; the write had
 # succeeded, but write() reported failure, so the Uplink counted write_errors and wrote every frame again
 # (the host saw each gateway message twice). Found by tests/system/test_farm_air.py.
-from fieldlink import uplink
+from fieldlink.gateway import uplink
 
 
 class FakeStream:

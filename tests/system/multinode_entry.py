@@ -1,8 +1,8 @@
 # ruff: noqa: UP031 - MicroPython code: %-formatting on purpose
 # Virtual-board entry (vboard --entry multinode_entry:main) for tests/system/test_farm_air_scale.py:
 # MANY real nodes in ONE micropython process. Each node is its own simboard board (own MAC, own WLAN,
-# own ESP-NOW radio with its own UDP socket on the air hub) running the real fieldlink.link.NodeLink +
-# fieldlink.node.Node (synthetic sensor, no relays, state in memory), all in one asyncio loop.
+# own ESP-NOW radio with its own UDP socket on the air hub) running the real fieldlink.link.node_link.NodeLink +
+# fieldlink.node.role.Node (synthetic sensor, no relays, state in memory), all in one asyncio loop.
 # Environment: MULTI_BASE (index of the first node, MAC 02:00:00:00:hi:lo), MULTI_COUNT (nodes),
 # MULTI_INTERVAL_MS (sensor interval), MULTI_IDLE_MS (link loop idle sleep).
 # It prints "multinode: started N" once every radio is registered, then every 5 s
@@ -24,11 +24,11 @@ def make_node(i, interval_ms, idle_ms):
     import espnow
     import network
     import simboard
-    from fieldlink.config import State
-    from fieldlink.link import NodeLink
+    from fieldlink.link.node_link import NodeLink
     from fieldlink.main import link_kw
-    from fieldlink.node import Node
-    from fieldlink.sensors import SensorManager
+    from fieldlink.node.role import Node
+    from fieldlink.node.sensors import SensorManager
+    from fieldlink.runtime.state import State
 
     mac = bytes([2, 0, 0, 0, (i >> 8) & 0xFF, i & 0xFF])
     b = simboard.new_board(mac=mac, air=os.getenv("FIELDLINK_AIR"))

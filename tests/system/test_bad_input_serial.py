@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fieldlink.frame import encode_frame  # noqa: E402
+from fieldlink.codec.serialframe import encode_frame  # noqa: E402
 from fieldlink_host.uplink import UplinkClient, encode_message  # noqa: E402
 from test_farm_support import spawn_gateway_pty  # noqa: E402
 

@@ -29,7 +29,7 @@ def test_codec_bench_table() -> None:
     rows = [ln for ln in out.splitlines() if ln.startswith(("crc16", "cobs", "frame", "msgpack"))]
     assert len(rows) == 7, out
     for row in rows:
-        rates = re.findall(r"([\d.]+) MB/s", row)
+        rates = re.findall(r"([\d.]+) [kMG]?B/s", row)
         assert len(rates) == 2 and all(float(r) > 0 for r in rates), row
 
 

@@ -11,7 +11,7 @@ import socket
 import time
 from pathlib import Path
 
-from fieldlink.linkframe import F_ACK_REQ, F_FRAG, T_COMMAND, T_HEARTBEAT, T_TELEMETRY, build
+from fieldlink.link.frame import F_ACK_REQ, F_FRAG, T_COMMAND, T_HEARTBEAT, T_TELEMETRY, build
 from fieldlink_host.farm import GATEWAY_MAC, Farm, mac_hex, node_mac
 
 ROGUE = bytes.fromhex("02bad0000001")

@@ -21,12 +21,12 @@ def main():
         import asyncio
     except ImportError:
         import uasyncio as asyncio
-    from fieldlink.config import State
-    from fieldlink.gateway import Gateway
-    from fieldlink.node import Node
+    from fieldlink.gateway.role import Gateway
+    from fieldlink.gateway.uplink import StdioTransport, Uplink
+    from fieldlink.node.role import Node
+    from fieldlink.node.sensors import SensorManager
     from fieldlink.relays import Relays
-    from fieldlink.sensors import SensorManager
-    from fieldlink.uplink import StdioTransport, Uplink
+    from fieldlink.runtime.state import State
     from test_node_support import GW_CFG, NODE_CFG, FakeAir, FakeLink, PinBank
 
     n_nodes = _arg("--nodes", 5)

@@ -16,10 +16,10 @@ import crc as crclib
 import msgpack
 import pytest
 from cobs import cobs as cobslib
-from fieldlink import cobs, mpack
-from fieldlink.crc import crc16
+from fieldlink.codec import cobs, mpack
+from fieldlink.codec.crc import crc16
+from fieldlink.codec.serialframe import FrameDecoder, decode_frame, encode_frame
 from fieldlink.errors import DecodeError
-from fieldlink.frame import FrameDecoder, decode_frame, encode_frame
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

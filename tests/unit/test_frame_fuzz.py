@@ -15,9 +15,9 @@ import random
 import crc as crclib
 import msgpack
 from cobs import cobs as cobslib
-from fieldlink import mpack
+from fieldlink.codec import mpack
+from fieldlink.codec.serialframe import FrameDecoder, encode_frame
 from fieldlink.errors import DecodeError
-from fieldlink.frame import FrameDecoder, encode_frame
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -2,8 +2,8 @@
 import hashlib
 import hmac
 
-from fieldlink import linkframe as lf
-from fieldlink.peers import D_NEW, Peer
+from fieldlink.link import frame as lf
+from fieldlink.link.peers import D_NEW, Peer
 from hypothesis import given
 from hypothesis import strategies as st
 

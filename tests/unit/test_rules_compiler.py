@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 from fieldlink.rules import opcodes as O
-from fieldlink.rules.replay import replay
 from fieldlink.rules.verify import crc32, verify
 from fieldlink.rules.vm import VM
 from fieldlink_host.cli import main
 from fieldlink_host.rules.compiler import compile_file, compile_text
 from fieldlink_host.rules.parser import RulesError
+from fieldlink_sim.rules_replay import replay
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -213,11 +213,11 @@ def test_simulation_is_byte_identical_on_cpython_and_micropython(tmp_path: Path)
     cpy = "".join(out).encode()
     script = tmp_path / "run.py"
     script.write_text(
-        "import sys\nfrom fieldlink.rules.replay import replay\n"
+        "import sys\nfrom rules_replay import replay\n"
         f"prog = open({str(tmp_path / 'p.bin')!r}, 'rb').read()\n"
         f"lines = open({str(csv)!r}).read().split('\\n')\n"
         "replay(prog, lines, sys.stdout.write, 6 * 3600000 + 30 * 60000)\n")
-    env = dict(os.environ, MICROPYPATH=str(ROOT / "device"))
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join([str(ROOT / "device" / "sim"), str(ROOT / "device")]))
     res = subprocess.run(["micropython", str(script)], capture_output=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr.decode()
     assert res.stdout == cpy

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import msgpack
-from fieldlink.frame import FrameDecoder, encode_frame
+from fieldlink.codec.serialframe import FrameDecoder, encode_frame
 from fieldlink_host.uplink import UplinkClient, UplinkError
 
 

@@ -12,7 +12,7 @@ except ImportError:
     def const(x):
         return x
 
-from fieldlink.drivers import InvalidReading
+from fieldlink.drivers.base import InvalidReading
 
 TEMT6000_A_PER_LUX = 2.5e-6
 _SATURATION_MARGIN = const(20)  # mV below the full-scale value treated as clipped

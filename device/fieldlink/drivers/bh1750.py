@@ -8,7 +8,7 @@ except ImportError:
     def const(x):
         return x
 
-from fieldlink.drivers import sleep_ms
+from fieldlink.drivers.base import sleep_ms
 
 _POWER_DOWN = const(0x00)
 _POWER_ON = const(0x01)

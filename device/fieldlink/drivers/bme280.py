@@ -8,7 +8,7 @@ except ImportError:
     def const(x):
         return x
 
-from fieldlink.drivers import InvalidReading, sleep_ms
+from fieldlink.drivers.base import InvalidReading, sleep_ms
 
 _REG_CALIB00 = const(0x88)   # 0x88..0xA1: T1..T3, P1..P9, (0xA0 unused), H1
 _REG_CHIP_ID = const(0xD0)

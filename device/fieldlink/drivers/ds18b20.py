@@ -9,7 +9,7 @@ except ImportError:
     def const(x):
         return x
 
-from fieldlink.drivers import CRCError, InvalidReading, sleep_ms
+from fieldlink.drivers.base import CRCError, InvalidReading, sleep_ms
 
 _CONVERT_T = const(0x44)
 _READ_SCRATCHPAD = const(0xBE)

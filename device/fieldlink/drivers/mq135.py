@@ -9,9 +9,9 @@
 # calibrate(ppm) computes R0 from the current Rs: R0 = Rs / (ppm / a) ** (1 / b).
 # Warm-up: the heater needs time; readings during warmup_ms after construction are NotReady
 # (datasheet: preheat over 24 h before calibration; minutes are enough for relative readings).
-from fieldlink.clock import ticks_diff as _diff, ticks_ms as _ms
+from fieldlink.runtime.clock import ticks_diff as _diff, ticks_ms as _ms
 
-from fieldlink.drivers import InvalidReading, NotReady
+from fieldlink.drivers.base import InvalidReading, NotReady
 from fieldlink.drivers.analog_lux import read_volts
 
 PARA_A = 116.6020682

@@ -8,9 +8,9 @@ except ImportError:
     def const(x):
         return x
 
-from fieldlink.clock import sleep_ms as _sleep, ticks_diff as _diff, ticks_ms as _ms
+from fieldlink.runtime.clock import sleep_ms as _sleep, ticks_diff as _diff, ticks_ms as _ms
 
-from fieldlink.drivers import CRCError, sleep_ms
+from fieldlink.drivers.base import CRCError, sleep_ms
 
 _READ_INPUT = const(0x04)
 _READ_HOLDING = const(0x03)

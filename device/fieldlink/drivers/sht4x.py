@@ -7,7 +7,7 @@ except ImportError:
     def const(x):
         return x
 
-from fieldlink.drivers import CRCError, sleep_ms
+from fieldlink.drivers.base import CRCError, sleep_ms
 
 _MEASURE_HIGH = const(0xFD)     # high repeatability, max 8.3 ms
 _MEASURE_MEDIUM = const(0xF6)   # medium repeatability, max 4.5 ms

@@ -9,7 +9,7 @@
 # sensor behave like an unplugged chip (OSError ENODEV) until it is switched back on.
 import math
 
-from fieldlink.clock import ticks_ms as _ms
+from fieldlink.runtime.clock import ticks_ms as _ms
 
 
 class Synthetic:

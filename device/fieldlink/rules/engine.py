@@ -1,6 +1,6 @@
 # RuleEngine: the node's handle on the rules. Verifies and hot-swaps programs (at a tick boundary),
 # persists the accepted program so it survives a reboot, feeds readings into the VM and turns the VM's
-# output buffer into the small action dicts fieldlink.node applies:
+# output buffer into the small action dicts fieldlink.node.role applies:
 #   {"relay": name, "op": "on"|"off"|"pulse", "ms": ms, "rule": rule}
 #   {"event": name, "severity": "info"|"warning"|"alert"|"critical", "rule": rule}
 #   {"interval": ms, "rule": rule}        {"sleep_ms": ms, "rule": rule}

@@ -1,14 +1,14 @@
 """What each sensor driver measures, as rule inputs ``<sensor>.<quantity>``, with units.
 
-The quantity names come from the device's own table (``fieldlink.sensors.QUANTITIES``), so the compiler
+The quantity names come from the device's own table (``fieldlink.node.sensors.QUANTITIES``), so the compiler
 and the node always agree on the reading names; this module only adds the unit of each quantity and the
 default sampling interval used to size time windows. Documented in docs/rules.md ("Inputs").
 """
 
 from __future__ import annotations
 
-from fieldlink.sensors import DEFAULT_INTERVAL_MS
-from fieldlink.sensors import QUANTITIES as _DEVICE_QUANTITIES
+from fieldlink.node.sensors import DEFAULT_INTERVAL_MS
+from fieldlink.node.sensors import QUANTITIES as _DEVICE_QUANTITIES
 
 #: unit of every quantity a driver reports (fixed point: 3 decimals, saturates at +-1073741.823)
 UNITS: dict[str, str] = {

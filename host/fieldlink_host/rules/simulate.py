@@ -1,4 +1,4 @@
-"""`fieldlink rules simulate`: replay a CSV of readings through the device VM (fieldlink.rules.replay,
+"""`fieldlink rules simulate`: replay a CSV of readings through the device VM (fieldlink_sim.rules_replay,
 the same code the node runs) and produce the action log, optionally as an HTML page."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import html
 from pathlib import Path
 
 from fieldlink.rules import opcodes as O
-from fieldlink.rules.replay import ReplayError, parse_tod, replay
 from fieldlink.rules.verify import VerifyError
+from fieldlink_sim.rules_replay import ReplayError, parse_tod, replay
 
 from fieldlink_host.errors import FieldlinkError
 

@@ -2,7 +2,7 @@
 # (docs/roles.md "Commands"): {"ok": True, ...} on success, {"ok": False, "err": "<code>", ...} when the
 # command was understood but refused (bad arguments, interlock, unknown relay ...). Handlers never raise
 # for bad input; an unexpected exception is turned into {"ok": False, "err": "exception", "msg": ...}.
-from fieldlink.tasks import exc_text
+from fieldlink.runtime.tasks import exc_text
 
 # config keys a host may change at run time, with (min, max)
 CONFIG_KEYS = {

@@ -7,7 +7,7 @@
 #                 returned to the caller so it can report them (the gateway answers the host).
 #
 # No allocation per operation beyond the stored objects themselves: the ring is a preallocated list.
-from fieldlink.tasks import ticks_add, ticks_diff
+from fieldlink.runtime.tasks import ticks_add, ticks_diff
 
 
 class RingBuffer:

@@ -6,9 +6,9 @@
 #   for name in mgr.due(now):                      # sensors whose interval has elapsed
 #       r = mgr.read(name, now)                    # {"temperature": 21.3, ..., "valid": True, "error": None}
 # Non-blocking use from asyncio: w = mgr.start(name, now); await asyncio.sleep_ms(w); r = mgr.collect(name, now)
-from fieldlink.clock import ticks_add as _add, ticks_diff as _diff, ticks_ms as _ms
+from fieldlink.runtime.clock import ticks_add as _add, ticks_diff as _diff, ticks_ms as _ms
 
-from fieldlink.drivers import CRCError, NotReady, sleep_ms as _sleep_ms
+from fieldlink.drivers.base import CRCError, NotReady, sleep_ms as _sleep_ms
 
 ERROR_KINDS = ("crc", "io", "timeout", "invalid")
 ETIMEDOUT = 110

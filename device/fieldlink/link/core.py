@@ -1,8 +1,9 @@
 # Reliable ESP-NOW link layer: framing, application ACKs with retries, dedup, fragmentation,
 # replay counters, LRU peer registration, pairing. docs/protocol.md "ESP-NOW link frame".
 # This file: the public API, sending (Tx, fragmenting, retries with backoff, resend), timers and the
-# run loop. Receiving (parse, auth, dedup, reassembly, delivery, ACKs, result cache): linkrx.py.
-# Roles and pairing: pairing.py. Frame codec: linkframe.py.
+# run loop. Receiving (parse, auth, dedup, reassembly, delivery, ACKs, result cache): rx.py.
+# The two sides, built on this core (which never imports them): gateway_link.py, node_link.py, with
+# the shared pairing frames in pairing.py. Frame codec: frame.py.
 #
 # PUBLIC API
 #
@@ -31,16 +32,16 @@
 #                await send_gw(mtype, obj, ack=True, msgid=0), forget()
 import asyncio
 
-from fieldlink import mpack
-from fieldlink.fragment import Reassembler, split
-from fieldlink.linkframe import (  # noqa: F401  (re-exported message types / status codes)
-    ERR_NAMES, F_ACK_REQ, F_AUTH, F_CTR, F_FRAG, MAX_FRAME, ST_DENIED, ST_DUP, ST_ERROR, ST_OK, ST_REPLAY, ST_UNHANDLED, T_ACK, T_BEACON,
-    T_COMMAND, T_EVENT, T_HEARTBEAT, T_JOIN_ACCEPT, T_JOIN_REFUSED, T_JOIN_REQ, T_OTA_CHUNK, T_RAW,
-    T_TELEMETRY, T_TIME_SYNC, TYPE_NAMES, Header, build, check_tag, overhead, parse, ticks_add, ticks_diff,
-    ticks_ms,
+from fieldlink.codec import mpack
+from fieldlink.link.fragment import Reassembler, split
+from fieldlink.link.frame import (  # noqa: F401  (re-exported message types / status codes)
+    ERR_NAMES, F_ACK_REQ, F_AUTH, F_CTR, F_FRAG, MAX_FRAME, ST_DENIED, ST_DUP, ST_ERROR, ST_OK, ST_REPLAY,
+    ST_UNHANDLED, T_ACK, T_BEACON, T_COMMAND, T_EVENT, T_HEARTBEAT, T_JOIN_ACCEPT, T_JOIN_REFUSED,
+    T_JOIN_REQ, T_OTA_CHUNK, T_RAW, T_TELEMETRY, T_TIME_SYNC, TYPE_NAMES, Header, build, check_tag,
+    overhead, parse, ticks_add, ticks_diff, ticks_ms,
 )
-from fieldlink.linkrx import Receiver, _hex, _unhex  # noqa: F401  (_unhex: re-exported for pairing)
-from fieldlink.peers import (  # noqa: F401
+from fieldlink.link.rx import Receiver, _hex, _unhex  # noqa: F401  (_unhex: re-exported for pairing)
+from fieldlink.link.peers import (  # noqa: F401
     D_NEW, SEC_AUTH, SEC_ESPNOW, SEC_NONE, PeerTable, Registrar, load_json, save_json,
 )
 
@@ -94,7 +95,7 @@ async def sleep_ms(ms):
 
 class Link(Receiver):
     """The link core shared by both roles: sending, retries, timers; receiving is in Receiver
-    (fieldlink.linkrx). Not used directly: see GatewayLink and NodeLink."""
+    (fieldlink.link.rx). Not used directly: see GatewayLink and NodeLink."""
 
     def __init__(self, esp, mac, wlan=None, store=None, clock=None, seed=1, pmk=None, net_id=0,
                  max_tries=5, base_ms=50, cap_ms=1000, jitter=True, max_msg=2048, reasm_mem=4096,
@@ -433,8 +434,3 @@ class Link(Receiver):
 
     def stop(self):
         self._running = False
-
-
-# The role classes GatewayLink and NodeLink live in pairing.py (each file < 500 lines); importing
-# pairing sets fieldlink.link.GatewayLink / NodeLink, whichever of the two modules is imported first.
-import fieldlink.pairing  # noqa: E402, F401

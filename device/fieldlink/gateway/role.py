@@ -1,5 +1,5 @@
-# Gateway role: ESP-NOW side through the link layer (fieldlink.link.GatewayLink), ONE serial uplink to
-# the host (fieldlink.uplink.Uplink). Forwards node telemetry/events/heartbeats up, host commands down,
+# Gateway role: ESP-NOW side through the link layer (fieldlink.link.gateway_link.GatewayLink), ONE serial uplink to
+# the host (fieldlink.gateway.uplink.Uplink). Forwards node telemetry/events/heartbeats up, host commands down,
 # buffers uplink traffic in RAM while the host is away, queues commands for sleeping or unreachable
 # nodes (bounded, with expiry) and answers the gateway commands ping, time_sync, pair_begin, pair_end,
 # peers and status. docs/roles.md describes the behaviour, docs/protocol.md the uplink messages.
@@ -11,10 +11,12 @@ except ImportError:  # pragma: no cover
     import uasyncio as asyncio
 
 from fieldlink import VERSION
-from fieldlink.link import (BROADCAST, ST_ERROR, ST_UNHANDLED, T_COMMAND, T_EVENT, T_HEARTBEAT,
-                            T_TELEMETRY, T_TIME_SYNC, LinkError)
-from fieldlink.ringbuf import CommandQueue
-from fieldlink.tasks import Log, Supervisor, sleep_ms, ticks_diff, ticks_ms
+from fieldlink.link.core import (
+    BROADCAST, ST_ERROR, ST_UNHANDLED, T_COMMAND, T_EVENT, T_HEARTBEAT, T_TELEMETRY, T_TIME_SYNC,
+    LinkError,
+)
+from fieldlink.gateway.ringbuf import CommandQueue
+from fieldlink.runtime.tasks import Log, Supervisor, sleep_ms, ticks_diff, ticks_ms
 
 GW_OPS = ("ping", "time_sync", "pair_begin", "pair_end", "peers", "status", "forget")
 NODE_OPS = ("relay", "config_set", "feature", "reboot", "ping", "time_sync", "identify", "self_test",

@@ -15,7 +15,7 @@ except ImportError:  # pragma: no cover - very old ports
     import uasyncio as asyncio
 
 
-from fieldlink.clock import ticks_add, ticks_diff, ticks_ms  # noqa: F401 (re-exported)
+from fieldlink.runtime.clock import ticks_add, ticks_diff, ticks_ms  # noqa: F401 (re-exported)
 
 
 async def sleep_ms(ms):

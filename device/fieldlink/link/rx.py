@@ -1,17 +1,18 @@
-# Receiving side of the link core (a base class of fieldlink.link.Link): parse and authenticate one
+# Receiving side of the link core (a base class of fieldlink.link.core.Link): parse and authenticate one
 # frame, dedup per sender and boot (sliding window), reassemble fragments, check command replay
 # counters, run the handler and answer with an ACK (fragmented when the result does not fit one frame)
 # from the per-peer result cache for duplicates; match incoming ACKs to the messages in flight.
 # docs/protocol.md "ACKs, retries, dedup". The sending side (Tx, retries, backoff, resend) and the
 # timers stay in link.py; this class uses its attributes (counters, table, reasm, handlers, pending,
 # _hdr, _ctr, pmk, max_msg, max_frags, clock) and methods (count, _raw_send, _lmk, _save_ctr, _finish).
-from fieldlink import mpack
-from fieldlink.fragment import R_BAD, R_DONE, R_DUP, R_MEM, R_OVERSIZE, R_TOO_MANY, split
-from fieldlink.linkframe import (
-    ERR_NAMES, F_ACK_REQ, F_AUTH, F_CTR, F_FRAG, MAX_FRAME, ST_DUP, ST_ERROR, ST_OK, ST_REPLAY, ST_UNHANDLED,
-    T_ACK, T_BEACON, T_COMMAND, T_JOIN_ACCEPT, T_JOIN_REFUSED, T_JOIN_REQ, build, check_tag, overhead, parse,
+from fieldlink.codec import mpack
+from fieldlink.link.fragment import R_BAD, R_DONE, R_DUP, R_MEM, R_OVERSIZE, R_TOO_MANY, split
+from fieldlink.link.frame import (
+    ERR_NAMES, F_ACK_REQ, F_AUTH, F_CTR, F_FRAG, MAX_FRAME, ST_DUP, ST_ERROR, ST_OK, ST_REPLAY,
+    ST_UNHANDLED, T_ACK, T_BEACON, T_COMMAND, T_JOIN_ACCEPT, T_JOIN_REFUSED, T_JOIN_REQ, build, check_tag,
+    overhead, parse,
 )
-from fieldlink.peers import D_NEW
+from fieldlink.link.peers import D_NEW
 
 
 def _hex(mac):

@@ -1,11 +1,8 @@
-# Board configuration (/board.json, written by the host from boards/*.toml, see docs/boards.md) and the
-# small persistent state a node keeps across reboots and deep sleep.
+# Board configuration (/board.json, written by the host from boards/*.toml, see docs/boards.md).
+# The persisted boot id/sequence/counters are in fieldlink.runtime.state.
 #
 #   cfg = load("/board.json")       -> dict, validated; ConfigError with a clear message otherwise
 #   safe_relay_pins(cfg)            -> [(pin, active_high)] for relays driven by plain GPIOs
-#   State(path, rtc=None)           boot id, sequence, counters: RTC memory first (survives deep sleep),
-#                                   then a file (survives power loss); boot id increments on every
-#                                   boot that is not a deep-sleep wake.
 import json
 
 ROLES = ("node", "gateway")
@@ -121,88 +118,3 @@ def safe_relay_pins(cfg):
         if isinstance(r, dict) and _is_int(r.get("pin")):
             out.append((r["pin"], r.get("active", "high") != "low"))
     return out
-
-
-class State:
-    """Boot id, message sequence and counters kept in RTC memory (deep sleep) and a small file."""
-
-    MAGIC = "fl1"
-
-    def __init__(self, path=None, rtc=None, deep_wake=False):
-        self.path = path
-        self.rtc = rtc
-        self.boot = 0
-        self.seq = 0
-        self.counters = {}
-        self.extra = {}
-        self.woke = False
-        data = None
-        if deep_wake and rtc is not None:
-            data = self._from_rtc()
-        if data is not None:
-            self.woke = True
-            self._apply(data)
-        else:
-            fdata = self._from_file()
-            if fdata is not None:
-                self._apply(fdata)
-            self.boot += 1
-            self.seq = 0
-            self.save_file()
-
-    def _apply(self, d):
-        if _is_int(d.get("boot")):
-            self.boot = d["boot"]
-        if _is_int(d.get("seq")):
-            self.seq = d["seq"]
-        if isinstance(d.get("c"), dict):
-            self.counters = d["c"]
-        if isinstance(d.get("x"), dict):
-            self.extra = d["x"]
-
-    def _dump(self):
-        return json.dumps({"m": self.MAGIC, "boot": self.boot, "seq": self.seq, "c": self.counters,
-                           "x": self.extra})
-
-    def _from_rtc(self):
-        try:
-            raw = self.rtc.memory()
-            if not raw:
-                return None
-            d = json.loads(bytes(raw).decode())
-            return d if isinstance(d, dict) and d.get("m") == self.MAGIC else None
-        except Exception:
-            return None
-
-    def _from_file(self):
-        if not self.path:
-            return None
-        try:
-            with open(self.path) as f:
-                d = json.loads(f.read())
-            return d if isinstance(d, dict) and d.get("m") == self.MAGIC else None
-        except Exception:
-            return None
-
-    def next_seq(self):
-        self.seq = (self.seq + 1) & 0xFFFFFFFF
-        return self.seq
-
-    def save_rtc(self):
-        if self.rtc is None:
-            return False
-        try:
-            self.rtc.memory(self._dump().encode())
-            return True
-        except Exception:
-            return False
-
-    def save_file(self):
-        if not self.path:
-            return False
-        try:
-            with open(self.path, "w") as f:
-                f.write(self._dump())
-            return True
-        except OSError:
-            return False

@@ -2,12 +2,12 @@
 #
 #     frame = COBS(payload || CRC16_BE(payload)) || 0x00
 #
-# CRC16 is CRC-16/CCITT-FALSE (fieldlink.crc) over the payload only, appended big-endian. The 0x00
+# CRC16 is CRC-16/CCITT-FALSE (fieldlink.codec.crc) over the payload only, appended big-endian. The 0x00
 # delimiter is the only frame boundary; the COBS body never contains 0x00.
 import struct
 
-from fieldlink import cobs
-from fieldlink.crc import crc16
+from fieldlink.codec import cobs
+from fieldlink.codec.crc import crc16
 from fieldlink.errors import DecodeError
 
 try:

@@ -1,6 +1,6 @@
 # Gateway side of the serial uplink (docs/protocol.md "Uplink messages (gateway <-> host)").
 #
-# Wire: frame = COBS(msgpack(map) || CRC16) || 0x00 (fieldlink.frame), 921600 baud on USB CDC.
+# Wire: frame = COBS(msgpack(map) || CRC16) || 0x00 (fieldlink.codec.serialframe), 921600 baud on USB CDC.
 #
 # Reliability: every gateway->host message gets "g" (gateway boot id) and "s" (uplink sequence,
 # 1, 2, 3 ... per boot) and is kept in a bounded RAM ring until the host acknowledges it with
@@ -26,11 +26,11 @@ try:
 except ImportError:  # pragma: no cover
     select = None
 
-from fieldlink import mpack
+from fieldlink.codec import mpack
 from fieldlink.errors import DecodeError
-from fieldlink.frame import FrameDecoder, encode_frame
-from fieldlink.ringbuf import RingBuffer
-from fieldlink.tasks import sleep_ms, ticks_diff, ticks_ms
+from fieldlink.codec.serialframe import FrameDecoder, encode_frame
+from fieldlink.gateway.ringbuf import RingBuffer
+from fieldlink.runtime.tasks import sleep_ms, ticks_diff, ticks_ms
 
 HOST_TYPES = ("ack", "hello", "hb")
 

@@ -1,6 +1,6 @@
 # Per-peer link state (compact table, any number of nodes) and ESP-NOW peer registration
 # (LRU over the radio's 20 slots, at most 6 of them encrypted).
-from fieldlink.linkframe import ticks_diff
+from fieldlink.link.frame import ticks_diff
 
 SEC_NONE = 0      # no key: plain frames
 SEC_ESPNOW = 1    # ESP-NOW CCMP encryption with the LMK (pinned encrypted registration)

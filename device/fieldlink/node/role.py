@@ -1,12 +1,12 @@
-# Node role: asyncio tasks under a supervisor (fieldlink.tasks.Supervisor):
-#   link      the link layer's receive/timer loop (fieldlink.link.NodeLink.run)
+# Node role: asyncio tasks under a supervisor (fieldlink.runtime.tasks.Supervisor):
+#   link      the link layer's receive/timer loop (fieldlink.link.node_link.NodeLink.run)
 #   join      pairs with / finds the gateway again (join, rescan) with backoff
 #   sample    samples sensors when due (SensorManager), runs the rules hook, ticks the relays
 #   telemetry sends batches of readings (size or age bound) with an ACK; a batch that went on the air
 #             unacknowledged keeps its identity (same q and body, resent frame for frame: exactly once)
 #   heartbeat periodic status (uptime, boot, firmware, counters, relay states)
 #   wdt       feeds machine.WDT while the loop is alive
-# Commands arrive through the link (T_COMMAND) and are answered in the ACK (fieldlink.commands).
+# Commands arrive through the link (T_COMMAND) and are answered in the ACK (fieldlink.node.commands).
 # Battery nodes with options.sleep_ms > 0 run one cycle per wake instead (run_sleep_cycle): sample,
 # send, pick up queued commands, save state to RTC memory, deep sleep.
 #
@@ -17,10 +17,11 @@ try:
 except ImportError:  # pragma: no cover
     import uasyncio as asyncio
 
-from fieldlink import VERSION, commands
-from fieldlink.link import T_COMMAND, T_TIME_SYNC, LinkError
-from fieldlink.node_report import Reporting
-from fieldlink.tasks import Log, Supervisor, exc_text, sleep_ms, ticks_add, ticks_diff, ticks_ms
+from fieldlink import VERSION
+from fieldlink.node import commands
+from fieldlink.link.core import T_COMMAND, T_TIME_SYNC, LinkError
+from fieldlink.node.report import Reporting
+from fieldlink.runtime.tasks import Log, Supervisor, exc_text, sleep_ms, ticks_add, ticks_diff, ticks_ms
 
 MAX_PENDING = 64  # readings kept while the gateway is unreachable (oldest dropped, counted)
 
@@ -45,7 +46,7 @@ class Node(Reporting):
         self.sleeper = sleeper  # callable(ms): deep sleep (never returns on hardware)
         self.rebooter = rebooter  # callable(): machine.reset
         if state is None:
-            from fieldlink.config import State
+            from fieldlink.runtime.state import State
             state = State()
         self.state = state
         self.counters = state.counters

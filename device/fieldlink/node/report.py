@@ -1,10 +1,11 @@
 # The node's messages to the gateway: telemetry batches (exactly once across give-ups: an unacknowledged
 # batch keeps its q and body and is repeated frame for frame with Link.resend), events (the head event is
-# repeated the same way) and heartbeats. A mixin of fieldlink.node.Node, split out to keep modules small;
+# repeated the same way) and heartbeats. A mixin of fieldlink.node.role.Node, split out to keep modules small;
 # it uses the Node's link, state, pending readings, events, counters and options.
-from fieldlink import VERSION, mpack
-from fieldlink.link import T_EVENT, T_HEARTBEAT, T_TELEMETRY, LinkError
-from fieldlink.tasks import ticks_diff
+from fieldlink import VERSION
+from fieldlink.codec import mpack
+from fieldlink.link.core import T_EVENT, T_HEARTBEAT, T_TELEMETRY, LinkError
+from fieldlink.runtime.tasks import ticks_diff
 
 
 class Reporting:

@@ -22,7 +22,7 @@ except ImportError:
     def const(x):
         return x
 
-from fieldlink.clock import ticks_add, ticks_diff, ticks_ms  # noqa: F401 (re-exported)
+from fieldlink.runtime.clock import ticks_add, ticks_diff, ticks_ms  # noqa: F401 (re-exported)
 
 VERSION = const(1)
 MAX_FRAME = const(250)   # ESP-NOW payload limit

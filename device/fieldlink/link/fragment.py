@@ -1,7 +1,7 @@
 # Fragmentation and reassembly for link messages larger than one ESP-NOW frame.
 # Reassembly is bounded: fragment count, per-message size, total buffered bytes, concurrent messages,
 # and a timeout after the first fragment. Every rejection returns a distinct code the link counts.
-from fieldlink.linkframe import ticks_diff
+from fieldlink.link.frame import ticks_diff
 
 R_PENDING = 0       # stored, message not complete yet
 R_DONE = 1          # message complete: data returned
