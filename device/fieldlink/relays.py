@@ -13,6 +13,7 @@
 import json
 
 from fieldlink.runtime.clock import ticks_add as _add, ticks_diff as _diff, ticks_ms as _ms
+from fieldlink.runtime.store import read_json, write_json
 
 REASONS = ("boot", "restore", "command", "rule", "max_on", "interlock", "pulse")
 _SAFETY = ("boot", "max_on", "interlock", "pulse", "all_off")
@@ -24,25 +25,18 @@ def _machine_pin(num, value):
 
 
 class FileStore:
-    """Persists {relay: bool} as JSON; written to a temporary file then renamed (atomic on littlefs)."""
+    """Persists {relay: bool} as JSON through the store (temp file + rename: a power cut keeps the old
+    or the new states; a broken file restores nothing, every relay stays OFF)."""
 
     def __init__(self, path="/relays.json"):
         self.path = path
 
     def load(self):
-        try:
-            with open(self.path) as f:
-                d = json.loads(f.read())
-            return d if isinstance(d, dict) else {}
-        except (OSError, ValueError):
-            return {}
+        d = read_json(self.path, "relay states")
+        return d if isinstance(d, dict) else {}
 
     def save(self, states):
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(json.dumps(states))
-        import os
-        os.rename(tmp, self.path)
+        write_json(self.path, states)
 
 
 class NvsStore:

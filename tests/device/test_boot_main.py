@@ -15,6 +15,9 @@ from test_rules_vm import hot_program
 
 from fieldlink.runtime import config
 from fieldlink import main
+from fieldlink.link.radio import radio
+from fieldlink.node import start as node_start
+from fieldlink.runtime import store as st
 from fieldlink.link.core import T_COMMAND
 from fieldlink.node.role import Node
 from fieldlink.relays import Relays
@@ -133,11 +136,11 @@ def test_main_helpers_build_a_node_with_the_bundled_program():
     _root, slot, store = _board("bundled", [("b_other.bin", HOT_COOL), ("a_hot.bin", HOT)])
     with InSlot(slot):
         path = main.find_config()
-        main._mkdir(store)
+        st.makedirs(store)
         cfg = config.load(path, main.last_good_path(path, store))
         relays = main.make_relays(cfg, store)
-        eng = main.make_rules(cfg, store, main.app_dir(path))
-        node = main.build_node(cfg, store, relays, radio_parts=main.radio(cfg), rules=eng)
+        eng = node_start.make_rules(cfg, store, main.app_dir(path))
+        node = node_start.build_node(cfg, store, relays, radio_parts=radio(cfg), rules=eng)
     assert cfg["name"] == "boot-node" and _exists(store + "/board.json.last")
     assert not _exists(slot + "/board.json.last")
     assert node.rules is eng and eng.path == store + "/rules.bin"
@@ -160,26 +163,26 @@ def test_main_helpers_build_a_node_with_the_bundled_program():
 
 def test_persisted_program_wins_over_the_bundled_one():
     _root, slot, store = _board("persisted", [("hot.bin", HOT)])
-    main._mkdir(store)
+    st.makedirs(store)
     _write(store + "/rules.bin", HOT_COOL)
-    eng = main.make_rules(_cfg(), store, slot)
+    eng = node_start.make_rules(_cfg(), store, slot)
     assert eng.prog is not None and eng.prog.raw == HOT_COOL and eng.pending is None
     # a persisted program that no longer verifies is reported and the bundled one runs instead
     _write(store + "/rules.bin", _corrupt(HOT_COOL))
-    eng = main.make_rules(_cfg(), store, slot)
+    eng = node_start.make_rules(_cfg(), store, slot)
     assert eng.prog is None and eng.pending.raw == HOT
     assert _read(store + "/rules.bin") == _corrupt(HOT_COOL)  # left for inspection, not overwritten
 
 
 def test_corrupt_bundled_program_is_reported_and_the_node_runs():
     _root, slot, store = _board("corrupt", [("hot.bin", _corrupt(HOT))])
-    main._mkdir(store)
-    eng = main.make_rules(_cfg(), store, slot)
+    st.makedirs(store)
+    eng = node_start.make_rules(_cfg(), store, slot)
     assert eng is not None and eng.prog is None and eng.pending is None
     assert "bundled program" in eng.last_error and "hot.bin" in eng.last_error and "rejected" in eng.last_error
     # no bundled rules at all: an engine without a program (rules_load can install one later)
     _r2, slot2, store2 = _board("none")
-    eng2 = main.make_rules(_cfg(), store2, slot2)
+    eng2 = node_start.make_rules(_cfg(), store2, slot2)
     assert eng2 is not None and eng2.prog is None and eng2.pending is None and eng2.last_error is None
     # the node runs with the program-less engine: ticks, no actions, no rules errors
     cfg = _cfg()
@@ -211,7 +214,7 @@ def test_corrupt_bundled_program_is_reported_and_the_node_runs():
 
 def test_rules_load_command_hot_swaps_persists_and_wins_at_next_boot():
     _root, slot, store = _board("hotswap", [("hot.bin", HOT)])
-    main._mkdir(store)
+    st.makedirs(store)
     cfg = _cfg()
     clk = Clock(0)
     air = FakeAir()
@@ -220,7 +223,7 @@ def test_rules_load_command_hot_swaps_persists_and_wins_at_next_boot():
     link = FakeLink(air, N1)
     link.running = True
     relays = Relays(cfg, clock=clk, pin_factory=PinBank())
-    eng = main.make_rules(cfg, store, slot)
+    eng = node_start.make_rules(cfg, store, slot)
     node = Node(cfg, link, sensors=ScriptedSht(), relays=relays, clock=clk, rules=eng)
 
     async def go():
@@ -244,7 +247,7 @@ def test_rules_load_command_hot_swaps_persists_and_wins_at_next_boot():
         assert (await gw.send(N1, T_COMMAND, {"op": "rules_load", "a": {"prog": "text"}}))["err"] == "bad_args"
     run(go())
     # next boot: the hot-swapped program is restored from the store, not the bundled one
-    again = main.make_rules(cfg, store, slot)
+    again = node_start.make_rules(cfg, store, slot)
     assert again.prog.raw == HOT_COOL and again.pending is None
 
 
@@ -267,17 +270,17 @@ class TickThenStop:
 def test_run_boots_the_slot_node_with_its_bundled_rules():
     root, slot, store = _board("run", [("hot.bin", HOT)])
     seen = []
-    real = main.build_node
+    real = node_start.build_node
 
     def build(cfg, store_, relays, wdt=None, radio_parts=None, rules=None):
         seen.append(store_)
         return TickThenStop(real(cfg, store_, relays, wdt, radio_parts, rules), seen)
-    main.build_node = build
+    node_start.build_node = build
     try:
         with InSlot(slot):
             assert main.run(store=store, max_attempts=1) == 1
     finally:
-        main.build_node = real
+        node_start.build_node = real
     assert seen[0] == store
     name, info, fan = seen[1]
     assert name == "boot-node" and info["loaded"] and info["size"] == len(HOT) and fan is True

@@ -7,6 +7,7 @@ from devtest import tmpdir
 from test_node_support import NODE_CFG, PinBank
 
 from fieldlink import main
+from fieldlink.node import start as node_start
 from fieldlink.relays import Relays
 
 
@@ -22,16 +23,16 @@ class Recorder:
 
 
 def _patched(rec, build_node=None):
-    saved = (main.make_relays, main.build_node, main._sleep_s)
+    saved = (main.make_relays, node_start.build_node, main._sleep_s)
     main.make_relays = rec.make_relays
     main._sleep_s = lambda s, wdt=None: None
     if build_node is not None:
-        main.build_node = build_node
+        node_start.build_node = build_node
     return saved
 
 
 def _restore(saved):
-    main.make_relays, main.build_node, main._sleep_s = saved
+    main.make_relays, node_start.build_node, main._sleep_s = saved
 
 
 def test_main_missing_or_corrupt_config_retries_and_holds_relays_off():

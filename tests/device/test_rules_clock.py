@@ -1,6 +1,6 @@
-# Schedules need local time of day: fieldlink.main.attach_clock feeds the rules engine from the node's
+# Schedules need local time of day: fieldlink.node.start.attach_clock feeds the rules engine from the node's
 # epoch clock (set by time_sync) plus options.tz_offset_min; unknown time -> None (schedules off).
-from fieldlink import main
+from fieldlink.node import start as node_start
 
 
 class FakeEngine:
@@ -18,7 +18,7 @@ class FakeNode:
 
 def test_time_of_day_from_epoch_and_timezone():
     eng, node = FakeEngine(), FakeNode(None)
-    main.attach_clock(eng, node, {"options": {"tz_offset_min": 60}})
+    node_start.attach_clock(eng, node, {"options": {"tz_offset_min": 60}})
     assert eng.tod_source() is None  # no time_sync yet
     # 2023-11-14 22:13:20 UTC = 1700000000 s; +60 min -> 23:13:20 local = 83600 s after midnight
     node.epoch = 1700000000000
@@ -30,10 +30,10 @@ def test_time_of_day_from_epoch_and_timezone():
 
 def test_without_timezone_and_existing_source_kept():
     eng, node = FakeEngine(), FakeNode(1700000000000)
-    main.attach_clock(eng, node, {})
+    node_start.attach_clock(eng, node, {})
     assert eng.tod_source() == 80000000  # 22:13:20 UTC
     own = FakeEngine()
     own.tod_source = lambda: 5
-    main.attach_clock(own, node, {})
+    node_start.attach_clock(own, node, {})
     assert own.tod_source() == 5
-    main.attach_clock(None, node, {})  # no engine: nothing to do, no error
+    node_start.attach_clock(None, node, {})  # no engine: nothing to do, no error

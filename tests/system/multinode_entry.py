@@ -25,7 +25,7 @@ def make_node(i, interval_ms, idle_ms):
     import network
     import simboard
     from fieldlink.link.node_link import NodeLink
-    from fieldlink.main import link_kw
+    from fieldlink.link.radio import link_kw
     from fieldlink.node.role import Node
     from fieldlink.node.sensors import SensorManager
     from fieldlink.runtime.state import State

@@ -42,8 +42,9 @@ from fieldlink.link.frame import (  # noqa: F401  (re-exported message types / s
 )
 from fieldlink.link.rx import Receiver, _hex, _unhex  # noqa: F401  (_unhex: re-exported for pairing)
 from fieldlink.link.peers import (  # noqa: F401
-    D_NEW, SEC_AUTH, SEC_ESPNOW, SEC_NONE, PeerTable, Registrar, load_json, save_json,
+    D_NEW, SEC_AUTH, SEC_ESPNOW, SEC_NONE, PeerTable, Registrar,
 )
+from fieldlink.runtime.store import read_json, write_json
 
 BROADCAST = b"\xff\xff\xff\xff\xff\xff"
 
@@ -131,7 +132,7 @@ class Link(Receiver):
         self._running = False
         self._ctr = {"rx": {}, "tx": {}}
         if store is not None:
-            c = load_json(store + "/ctr.json")
+            c = read_json(store + "/ctr.json", "link counters")
             if isinstance(c, dict):
                 self._ctr["rx"] = c.get("rx") or {}
                 self._ctr["tx"] = c.get("tx") or {}
@@ -145,9 +146,9 @@ class Link(Receiver):
         if self.store is None:
             import os
             return os.urandom(1)[0]
-        b = load_json(self.store + "/boot.json")
+        b = read_json(self.store + "/boot.json", "link boot id")
         b = (b + 1) if isinstance(b, int) else 1
-        save_json(self.store + "/boot.json", b)
+        write_json(self.store + "/boot.json", b)
         return b
 
     def rand(self):
@@ -198,7 +199,7 @@ class Link(Receiver):
     # ---------------------------------------------------------------------------- counters
     def _save_ctr(self):
         if self.store is not None:
-            save_json(self.store + "/ctr.json", self._ctr)
+            write_json(self.store + "/ctr.json", self._ctr)
 
     def _next_ctr(self, peer):
         """Next command counter for peer; persisted ahead in blocks of 32 (a reboot skips ahead)."""

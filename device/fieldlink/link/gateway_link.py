@@ -9,7 +9,8 @@ import os
 from fieldlink.link.core import BROADCAST, Link, _hex, _unhex
 from fieldlink.link.frame import T_BEACON, T_JOIN_ACCEPT, T_JOIN_REFUSED, T_JOIN_REQ, ticks_add, ticks_diff
 from fieldlink.link.pairing import KEY_LEN, NONCE_LEN, PairingLink, _setch, wrap_key
-from fieldlink.link.peers import SEC_AUTH, SEC_ESPNOW, SEC_NONE, load_json, save_json
+from fieldlink.link.peers import SEC_AUTH, SEC_ESPNOW, SEC_NONE
+from fieldlink.runtime.store import read_json, write_json
 
 
 class GatewayLink(PairingLink):
@@ -26,7 +27,7 @@ class GatewayLink(PairingLink):
         self._next_beacon = self.clock()
         self._nonce = {}
         self.paired = {}   # mac -> sec
-        saved = load_json(self.store + "/nodes.json") if self.store is not None else None
+        saved = read_json(self.store + "/nodes.json", "paired nodes") if self.store is not None else None
         if isinstance(saved, dict):
             for h, v in saved.items():
                 self.add_node(_unhex(h), _unhex(v[0]) if v[0] else None, v[1], False)
@@ -98,7 +99,7 @@ class GatewayLink(PairingLink):
         for mac, sec in self.paired.items():
             p = self.table.get(mac)
             d[_hex(mac)] = [_hex(p.key) if p is not None and p.key else "", sec]
-        save_json(self.store + "/nodes.json", d)
+        write_json(self.store + "/nodes.json", d)
 
     def _n_native(self):
         n = 0

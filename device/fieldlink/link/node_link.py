@@ -10,7 +10,8 @@ from fieldlink.codec import mpack
 from fieldlink.link.core import Link, LinkError, _hex, _unhex, sleep_ms
 from fieldlink.link.frame import T_BEACON, T_JOIN_ACCEPT, T_JOIN_REFUSED, T_JOIN_REQ, build, ticks_diff
 from fieldlink.link.pairing import NONCE_LEN, PairingLink, _setch, wrap_key
-from fieldlink.link.peers import SEC_ESPNOW, SEC_NONE, load_json, save_json
+from fieldlink.link.peers import SEC_ESPNOW, SEC_NONE
+from fieldlink.runtime.store import read_json, remove, write_json
 
 
 class NodeLink(PairingLink):
@@ -36,7 +37,7 @@ class NodeLink(PairingLink):
         self._want = None
         self._join = None
         self._reply = None
-        saved = load_json(self.store + "/pair.json") if self.store is not None else None
+        saved = read_json(self.store + "/pair.json", "pairing") if self.store is not None else None
         if isinstance(saved, dict) and saved.get("net") == self.net_id:
             key = _unhex(saved["key"]) if saved.get("key") else None
             self._adopt(_unhex(saved["gw"]), saved["ch"], key, saved.get("sec", SEC_NONE))
@@ -64,7 +65,7 @@ class NodeLink(PairingLink):
         if self.store is None:
             return
         p = self.table.get(self.gateway)
-        save_json(self.store + "/pair.json", {"gw": _hex(self.gateway), "ch": self.channel, "net": self.net_id,
+        write_json(self.store + "/pair.json", {"gw": _hex(self.gateway), "ch": self.channel, "net": self.net_id,
                                               "key": _hex(p.key) if p.key else "", "sec": p.sec})
 
     def forget(self):
@@ -74,10 +75,7 @@ class NodeLink(PairingLink):
             self.table.remove(self.gateway)
         self.gateway = None
         if self.store is not None:
-            try:
-                os.remove(self.store + "/pair.json")
-            except OSError:
-                pass
+            remove(self.store + "/pair.json")
 
     async def send_gw(self, mtype, obj, ack=True, msgid=0):
         """send() to the paired gateway; LinkError if not paired."""

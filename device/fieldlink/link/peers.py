@@ -225,25 +225,3 @@ class Registrar:
         e = self.reg.get(mac)
         if e is not None:
             e[2] = False
-
-
-# ---------------------------------------------------------------------------------- persistence
-
-def load_json(path):
-    """Parsed JSON from path, or None if missing/corrupt (a corrupt file is treated as absent)."""
-    import json
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
-def save_json(path, obj):
-    """Write JSON atomically (temp file + rename) so a power cut leaves the old or the new file."""
-    import json
-    import os
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f)
-    os.rename(tmp, path)

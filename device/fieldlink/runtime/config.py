@@ -5,6 +5,8 @@
 #   safe_relay_pins(cfg)            -> [(pin, active_high)] for relays driven by plain GPIOs
 import json
 
+from fieldlink.runtime import store
+
 ROLES = ("node", "gateway")
 LAST_GOOD_SUFFIX = ".last"
 
@@ -72,17 +74,13 @@ def load(path="/board.json", last=None):
 
 def _save_last_good(p, text):
     # keep a copy so that a later corrupt config still tells us which relay pins to hold off
+    old = store.read(p, "last good board config", False)
+    if old == text:
+        return
     try:
-        with open(p) as f:
-            if f.read() == text:
-                return
-    except OSError:
-        pass
-    try:
-        with open(p, "w") as f:
-            f.write(text)
-    except OSError:
-        pass
+        store.write(p, text)
+    except OSError as e:
+        store.warn("cannot keep the last good board config in %s (%s)" % (p, e))
 
 
 def load_last_good(path="/board.json", last=None):

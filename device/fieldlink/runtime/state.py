@@ -5,6 +5,8 @@
 #                                   boot that is not a deep-sleep wake.
 import json
 
+from fieldlink.runtime import store
+
 
 def _is_int(v):
     return isinstance(v, int) and not isinstance(v, bool)
@@ -64,12 +66,13 @@ class State:
     def _from_file(self):
         if not self.path:
             return None
-        try:
-            with open(self.path) as f:
-                d = json.loads(f.read())
-            return d if isinstance(d, dict) and d.get("m") == self.MAGIC else None
-        except Exception:
+        d = store.read_json(self.path, "board state")
+        if d is None:
             return None
+        if isinstance(d, dict) and d.get("m") == self.MAGIC:
+            return d
+        store.warn("board state %s has an unknown format; starting from boot 0" % self.path)
+        return None
 
     def next_seq(self):
         self.seq = (self.seq + 1) & 0xFFFFFFFF
@@ -88,8 +91,7 @@ class State:
         if not self.path:
             return False
         try:
-            with open(self.path, "w") as f:
-                f.write(self._dump())
+            store.write(self.path, self._dump())
             return True
         except OSError:
             return False

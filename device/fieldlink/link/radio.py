@@ -1,0 +1,27 @@
+# Bring up the radio for the link and build the link options from the board config; used by both
+# role starters (gateway/start.py, node/start.py).
+
+
+def radio(cfg):
+    """(wlan, esp, mac): Wi-Fi station interface up (not connected) and ESP-NOW active."""
+    import espnow
+    import network
+    wlan = network.WLAN(network.STA_IF)
+    wlan.active(True)
+    try:
+        wlan.disconnect()
+    except Exception:
+        pass
+    esp = espnow.ESPNow()
+    esp.active(True)
+    return wlan, esp, bytes(wlan.config("mac"))
+
+
+def link_kw(cfg, wlan, store):
+    opts = cfg.get("options") or {}
+    kw = {"wlan": wlan, "store": store, "net_id": int(opts.get("net_id", 1))}
+    pmk = opts.get("pmk")
+    if isinstance(pmk, str) and len(pmk) == 32:
+        import binascii
+        kw["pmk"] = binascii.unhexlify(pmk)
+    return kw
