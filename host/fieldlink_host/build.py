@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from fieldlink_host.boards import Board, load_board
+from fieldlink_host.depgraph import build_graph, module_name
 from fieldlink_host.errors import FieldlinkError
 from fieldlink_host.paths import DEVICE_PKG, SIM_DIR
 
@@ -253,6 +254,27 @@ def _rules_source(path: Path, board: Board) -> _Source:
     return _Source(dest, path)
 
 
+def role_entry(device_pkg: Path, role: str) -> str:
+    """The module that starts ``role`` (``fieldlink.main.run`` imports it by name)."""
+    return f"{device_pkg.name}.{role}.start"
+
+
+def role_modules(device_pkg: Path, role: str, app_dir: Path | None = None) -> set[str] | None:
+    """The package modules a board of ``role`` imports: the closure of the package's ``main``, the
+    role's entry module (``PKG/ROLE/start.py``) and every import of the app's modules, read from the
+    source (fieldlink_host.depgraph). None when the package has no entry module for the role (a
+    package that is not organised by role is bundled whole)."""
+    entry = role_entry(device_pkg, role)
+    if not (device_pkg / role / "start.py").is_file():
+        return None
+    app_files = sorted(p for p in app_dir.rglob("*.py") if "__pycache__" not in p.parts) if app_dir else []
+    g = build_graph(device_pkg, extra=app_files)
+    seeds = {device_pkg.name, f"{device_pkg.name}.main", entry}
+    for p in app_files:
+        seeds |= g.edges.get(p.stem, set())
+    return g.closure(seeds)
+
+
 def _collect(board: Board, device_pkg: Path, app_dir: Path | None, rules: Iterable[Path],
              natmod_dir: Path | None) -> list[_Source]:
     items: list[_Source] = []
@@ -261,14 +283,18 @@ def _collect(board: Board, device_pkg: Path, app_dir: Path | None, rules: Iterab
     if not (device_pkg / "__init__.py").is_file():
         raise FieldlinkError("not a Python package (no __init__.py)", where=str(device_pkg))
     pkg_name = device_pkg.name
-    for f in _walk(device_pkg):
-        rel = f"{pkg_name}/{f.relative_to(device_pkg).as_posix()}"
-        items.append(_Source(rel, f, compile=f.suffix == ".py"))
     if app_dir is not None:
         if not app_dir.is_dir():
             raise FieldlinkError("app directory not found", where=str(app_dir))
         if _is_under(app_dir, SIM_DIR) or _is_under(SIM_DIR, app_dir):
             raise FieldlinkError("the virtual board modules (device/sim) must never be bundled", where=str(app_dir))
+    wanted = role_modules(device_pkg, board.role, app_dir)
+    for f in _walk(device_pkg):
+        rel = f"{pkg_name}/{f.relative_to(device_pkg).as_posix()}"
+        if f.suffix == ".py" and wanted is not None and module_name(device_pkg, pkg_name, f) not in wanted:
+            continue
+        items.append(_Source(rel, f, compile=f.suffix == ".py"))
+    if app_dir is not None:
         for f in _walk(app_dir):
             rel = f.relative_to(app_dir).as_posix()
             if rel in RESERVED or rel == "board.json":

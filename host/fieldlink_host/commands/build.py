@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fieldlink_host.boards import load_board
 from fieldlink_host.build import build_bundle
 from fieldlink_host.progress import Progress
 
@@ -16,6 +17,8 @@ EXAMPLES = """examples:
 The bundle holds .mpy files for the board's architecture (xtensawin or rv32imc), board.json and
 manifest.json (file list, sizes, sha256, board, version, git revision, mpy-cross version).
 Without an app main.py a generated main module starts fieldlink.main.run() (the board's role).
+Only the modules the board's role imports are bundled: the import graph of fieldlink.main,
+fieldlink.ROLE.start and the app's modules, read from the source (docs/deploy.md "Per-role bundles").
 YAML rules (NAME.yaml, NAME.rules.yaml) are compiled for the board into rules/NAME.bin; .bin programs
 are verified and copied; the node runs the first rules/*.bin by name.
 Building twice from the same sources gives byte-identical output.
@@ -39,8 +42,9 @@ def _run(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     m = bundle.manifest
+    role = load_board(args.board).role
     print(f"{bundle.root}: {len(m['files'])} files, {m['total_size']} bytes, board {m['board']} "
-          f"({m['arch']}), version {m['version']}, revision {m['source_revision']}")
+          f"({m['arch']}), {role} role, version {m['version']}, revision {m['source_revision']}")
     return 0
 
 
