@@ -80,6 +80,7 @@ def air_board():
     """vboard entry (--entry link:air_board). BENCH_ROLE gw|node, BENCH_MAC / BENCH_PEER (hex),
     BENCH_SECS (node: sending window), BENCH_SIZE (payload bytes, 0 = small map). The node prints one
     line "result {json}" and exits; the gateway prints "ready", then "gw N" (messages received)."""
+    import asyncio
     import json
     import os
 
@@ -90,10 +91,6 @@ def air_board():
     from fieldlink.link.gateway_link import GatewayLink
     from fieldlink.link.node_link import NodeLink
     from fieldlink.link.peers import SEC_AUTH
-    try:
-        import asyncio
-    except ImportError:  # pragma: no cover
-        import uasyncio as asyncio
 
     role = os.getenv("BENCH_ROLE")
     me = bytes.fromhex(os.getenv("BENCH_MAC"))

@@ -15,10 +15,7 @@
 # restarted with backoff. Nothing here ever crash-loops with relays left on.
 import sys
 
-try:
-    import asyncio
-except ImportError:  # pragma: no cover
-    import uasyncio as asyncio
+import asyncio
 
 from fieldlink.runtime import config
 from fieldlink.runtime import store as st

@@ -15,7 +15,7 @@ import json
 from fieldlink.runtime.clock import ticks_add as _add, ticks_diff as _diff, ticks_ms as _ms
 from fieldlink.runtime.store import read_json, write_json
 
-REASONS = ("boot", "restore", "command", "rule", "max_on", "interlock", "pulse")
+RESTORE = ("off", "on", "last")  # restore policies (board config "restore"; the host validates with this)
 _SAFETY = ("boot", "max_on", "interlock", "pulse", "all_off")
 
 

@@ -4,10 +4,7 @@
 import espnow
 import simboard
 
-try:
-    import asyncio
-except ImportError:  # pragma: no cover
-    import uasyncio as asyncio
+import asyncio
 
 POLL_MS = 5
 

@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fieldlink.node.sensors import QUANTITIES as _DEVICE_QUANTITIES
+from fieldlink.relays import RESTORE as _DEVICE_RESTORE
+from fieldlink.runtime.config import ROLES as _DEVICE_ROLES
+
 from fieldlink_host.errors import FieldlinkError
 from fieldlink_host.paths import BOARDS_DIR
 
@@ -18,9 +22,10 @@ CHIPS: dict[str, str] = {"esp32s3": "xtensawin", "esp32c6": "rv32imc"}
 #: where the second-stage bootloader sits in flash, per chip (esptool's defaults)
 BOOTLOADER_OFFSET: dict[str, int] = {"esp32s3": 0x0, "esp32c6": 0x0}
 PARTITION_TABLE_OFFSET = 0x8000
-ROLES = ("node", "gateway")
-RESTORE = ("off", "on", "last")
-SENSOR_DRIVERS = ("sht4x", "bh1750", "analog_lux", "mq135", "bme280", "ds18b20", "pzem004t", "synthetic")
+#: the device's own tables (fieldlink.runtime.config, fieldlink.relays, fieldlink.node.sensors): one source
+ROLES: tuple[str, ...] = tuple(_DEVICE_ROLES)
+RESTORE: tuple[str, ...] = tuple(_DEVICE_RESTORE)
+SENSOR_DRIVERS: tuple[str, ...] = tuple(_DEVICE_QUANTITIES)
 FLASH_SIZES = {"2MB": 2 << 20, "4MB": 4 << 20, "8MB": 8 << 20, "16MB": 16 << 20, "32MB": 32 << 20}
 PART_TYPES = {"app": ("factory", "ota_0", "ota_1", "test"), "data": ("nvs", "ota", "phy", "fat", "spiffs", "littlefs")}
 

@@ -2,10 +2,7 @@
 # connects fake links with the fieldlink.link.core API (on/send/submit/send_gw/run/stop/permit_join/join), a
 # fake serial line for the gateway uplink, a host end that speaks the uplink protocol, a settable clock,
 # fake relays/RTC/WDT, and a tiny asyncio driver that works on both runtimes.
-try:
-    import asyncio
-except ImportError:
-    import uasyncio as asyncio
+import asyncio
 
 from fieldlink.codec import mpack
 from fieldlink.codec.serialframe import FrameDecoder, encode_frame

@@ -233,10 +233,7 @@ def test_recv_timeout_returns_none_pair():
 
 
 def test_aioespnow_arecv_asend():
-    try:
-        import asyncio
-    except ImportError:
-        import uasyncio as asyncio
+    import asyncio
     import aioespnow
     simboard.reset()
     air = airlink.LoopbackMedium(5)

@@ -7,12 +7,8 @@
 # MULTI_INTERVAL_MS (sensor interval), MULTI_IDLE_MS (link loop idle sleep).
 # It prints "multinode: started N" once every radio is registered, then every 5 s
 # "multinode: paired P/N tel T fail F".
+import asyncio
 import os
-
-try:
-    import asyncio
-except ImportError:  # pragma: no cover
-    import uasyncio as asyncio
 
 
 def _env(name, default):

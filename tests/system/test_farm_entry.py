@@ -15,12 +15,9 @@ def _arg(name, default):
 
 
 def main():
+    import asyncio
     import json
 
-    try:
-        import asyncio
-    except ImportError:
-        import uasyncio as asyncio
     from fieldlink.gateway.role import Gateway
     from fieldlink.gateway.uplink import StdioTransport, Uplink
     from fieldlink.node.role import Node

@@ -77,9 +77,6 @@ class RingBuffer:
     def items(self):
         return [self._buf[(self._head + i) % self.capacity] for i in range(self._n)]
 
-    def fill_pct(self):
-        return (self._n * 100) // self.capacity
-
 
 class CommandQueue:
     """Pending commands per destination (e.g. a MAC), bounded, in order, with expiry.

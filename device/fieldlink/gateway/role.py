@@ -5,10 +5,7 @@
 # peers and status. docs/roles.md describes the behaviour, docs/protocol.md the uplink messages.
 import binascii
 
-try:
-    import asyncio
-except ImportError:  # pragma: no cover
-    import uasyncio as asyncio
+import asyncio
 
 from fieldlink import VERSION
 from fieldlink.link.core import (
@@ -18,9 +15,6 @@ from fieldlink.link.core import (
 from fieldlink.gateway.ringbuf import CommandQueue
 from fieldlink.runtime.tasks import Log, Supervisor, sleep_ms, ticks_diff, ticks_ms
 
-GW_OPS = ("ping", "time_sync", "pair_begin", "pair_end", "peers", "status", "forget")
-NODE_OPS = ("relay", "config_set", "feature", "reboot", "ping", "time_sync", "identify", "self_test",
-            "rules_load", "status")
 COUNTERS = ("tel_rx", "tel_dup", "evt_rx", "hb_rx", "host_cmds", "node_cmds", "cmds_ok", "cmds_failed",
             "cmds_queued", "cmds_expired", "cmds_overflow", "unknown_op", "bad_cmd", "time_tx")
 TEL_SEEN = 8  # telemetry q values remembered per node (current boot), to drop a message sent again

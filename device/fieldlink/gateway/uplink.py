@@ -32,8 +32,6 @@ from fieldlink.codec.serialframe import FrameDecoder, encode_frame
 from fieldlink.gateway.ringbuf import RingBuffer
 from fieldlink.runtime.tasks import sleep_ms, ticks_diff, ticks_ms
 
-HOST_TYPES = ("ack", "hello", "hb")
-
 COUNTERS = ("rx_frames", "bad_msgpack", "bad_msg", "unknown_type", "tx_frames", "tx_bytes",
             "retransmits", "write_errors", "host_up", "host_down", "handler_errors")
 
@@ -234,9 +232,6 @@ class Uplink:
         """Messages held in the ring (sent but unacknowledged + not yet sent)."""
         return len(self.ring)
 
-    def in_flight(self):
-        return self._next
-
     def _ack(self, s):
         if not isinstance(s, int) or s <= self.acked or s > self.seq:
             return
@@ -276,13 +271,6 @@ class Uplink:
             self.counters["tx_frames"] += 1
             self.counters["tx_bytes"] += len(data)
         return n
-
-    def write_now(self, msg):
-        """Best-effort unsequenced message, written only if the host is present (not buffered)."""
-        if not self.present or not self.t.writable():
-            return False
-        msg["g"] = self.boot
-        return self.t.write(encode_frame(mpack.packb(msg)))
 
     # ------------------------------------------------------------------ incoming
     def _set_present(self, p):

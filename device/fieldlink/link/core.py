@@ -35,7 +35,7 @@ import asyncio
 from fieldlink.codec import mpack
 from fieldlink.link.fragment import Reassembler, split
 from fieldlink.link.frame import (  # noqa: F401  (re-exported message types / status codes)
-    ERR_NAMES, F_ACK_REQ, F_AUTH, F_CTR, F_FRAG, MAX_FRAME, ST_DENIED, ST_DUP, ST_ERROR, ST_OK, ST_REPLAY,
+    ERR_NAMES, F_ACK_REQ, F_AUTH, F_CTR, F_FRAG, MAX_FRAME, ST_BUSY, ST_DENIED, ST_DUP, ST_ERROR, ST_OK, ST_REPLAY,
     ST_UNHANDLED, T_ACK, T_BEACON, T_COMMAND, T_EVENT, T_HEARTBEAT, T_JOIN_ACCEPT, T_JOIN_REFUSED,
     T_JOIN_REQ, T_OTA_CHUNK, T_RAW, T_TELEMETRY, T_TIME_SYNC, TYPE_NAMES, Header, build, check_tag,
     overhead, parse, ticks_add, ticks_diff, ticks_ms,
@@ -59,7 +59,8 @@ COUNTERS = (
 
 
 class LinkError(Exception):
-    """A message could not be delivered (.status: None = no ACK after all tries, else the ACK status)."""
+    """A message could not be delivered (.status: None = no ACK after all tries, ST_BUSY = not sent because
+    the peer has too many messages in flight, else the ACK status)."""
 
     def __init__(self, msg, status=None, result=None):
         super().__init__(msg)
@@ -235,11 +236,11 @@ class Link(Receiver):
                     raise LinkError("peer table full")
             if ack and peer.inflight >= self.max_inflight:
                 self.count("busy")
-                raise LinkError("busy: %d messages in flight" % peer.inflight)
+                raise LinkError("busy: %d messages in flight" % peer.inflight, ST_BUSY)
             if mtype == T_COMMAND and peer.cmd_inflight:
                 # commands go one at a time per peer so counters arrive in increasing order
                 self.count("busy")
-                raise LinkError("busy: a command to this peer is in flight")
+                raise LinkError("busy: a command to this peer is in flight", ST_BUSY)
         body = mpack.packb(obj)
         if len(body) > self.max_msg:
             self.count("oversize")
@@ -323,7 +324,7 @@ class Link(Receiver):
                 tx = self.submit(dst, mtype, obj, ack, msgid)
                 break
             except LinkError as e:
-                if not str(e).startswith("busy"):
+                if e.status != ST_BUSY:
                     raise
                 await sleep_ms(self.base_ms // 2 or 1)
         if not ack:

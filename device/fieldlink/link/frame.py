@@ -45,7 +45,6 @@ T_TIME_SYNC = const(0x09)
 T_HEARTBEAT = const(0x0A)
 T_OTA_CHUNK = const(0x0B)   # reserved for OTA over ESP-NOW
 T_RAW = const(0x0F)         # raw / other application payload
-T_MAX = const(0x0F)
 TYPE_NAMES = {
     0x01: "telemetry", 0x02: "event", 0x03: "command", 0x04: "ack", 0x05: "beacon", 0x06: "join_req",
     0x07: "join_accept", 0x08: "join_refused", 0x09: "time_sync", 0x0A: "heartbeat", 0x0B: "ota_chunk",
@@ -66,6 +65,8 @@ ST_REPLAY = const(2)      # refused: replay counter not greater than the last on
 ST_ERROR = const(3)       # handler raised; result is the error text
 ST_UNHANDLED = const(4)   # no handler for this message type
 ST_DENIED = const(5)      # sender not paired / not allowed
+# local LinkError.status, never on the wire: not sent, too many messages to this peer in flight
+ST_BUSY = const(0x80)
 
 # parse errors (return values of parse(); 0 means ok) -> counter names
 E_SHORT = const(1)

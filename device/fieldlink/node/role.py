@@ -12,10 +12,7 @@
 #
 # Seams for other modules: self.sensors (SensorManager), self.relays (Relays), self.rules (None or an
 # object with tick(now_ms, readings) -> [actions] and load(program_bytes)).
-try:
-    import asyncio
-except ImportError:  # pragma: no cover
-    import uasyncio as asyncio
+import asyncio
 
 from fieldlink import VERSION
 from fieldlink.node import commands

@@ -54,7 +54,9 @@ class Sensor:
         self.next_ms = now
         self.enabled = True
         self.dev = None
-        self.errors = {"crc": 0, "io": 0, "timeout": 0, "invalid": 0}
+        self.errors = {}
+        for k in ERROR_KINDS:
+            self.errors[k] = 0
         self.reads = 0
         self.failures = 0  # consecutive failed reads
         self.last = None

@@ -9,10 +9,7 @@
 #              Crashes never propagate: the role keeps running.
 import sys
 
-try:
-    import asyncio
-except ImportError:  # pragma: no cover - very old ports
-    import uasyncio as asyncio
+import asyncio
 
 
 from fieldlink.runtime.clock import ticks_add, ticks_diff, ticks_ms  # noqa: F401 (re-exported)
