@@ -87,10 +87,11 @@ def air_board():
     import espnow
     import network
     from fieldlink.link import frame as lf
-    from fieldlink.link.core import LinkError, sleep_ms
+    from fieldlink.link.core import LinkError
     from fieldlink.link.gateway_link import GatewayLink
     from fieldlink.link.node_link import NodeLink
     from fieldlink.link.peers import SEC_AUTH
+    from fieldlink.runtime.clock import asleep_ms as sleep_ms
 
     role = os.getenv("BENCH_ROLE")
     me = bytes.fromhex(os.getenv("BENCH_MAC"))

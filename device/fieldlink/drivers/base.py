@@ -7,6 +7,8 @@
 #   InvalidReading           data received but implausible        -> errors["invalid"]
 #   NotReady                 sensor warming up / disabled         -> invalid, no counter
 
+from fieldlink.runtime.clock import sleep_ms  # noqa: F401  (drivers' blocking sleep: the one clock)
+
 
 class CRCError(ValueError):
     pass
@@ -18,14 +20,3 @@ class InvalidReading(ValueError):
 
 class NotReady(Exception):
     pass
-
-
-def sleep_ms(ms):
-    try:
-        from time import sleep_ms as _s
-    except ImportError:
-        from time import sleep
-
-        sleep(ms / 1000)
-        return
-    _s(ms)

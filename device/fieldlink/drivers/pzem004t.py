@@ -8,7 +8,7 @@ except ImportError:
     def const(x):
         return x
 
-from fieldlink.runtime.clock import sleep_ms as _sleep, ticks_diff as _diff, ticks_ms as _ms
+from fieldlink.runtime.clock import ticks_diff as _diff, ticks_ms as _ms
 
 from fieldlink.drivers.base import CRCError, sleep_ms
 
@@ -81,7 +81,7 @@ class PZEM004T:
                     continue
             if _diff(_ms(), t0) >= self.timeout_ms:
                 break
-            _sleep(2)
+            sleep_ms(2)
         return got
 
     def _check(self, buf, n, function):

@@ -13,7 +13,8 @@ from fieldlink.link.core import (
     LinkError,
 )
 from fieldlink.gateway.ringbuf import CommandQueue
-from fieldlink.runtime.tasks import Log, Supervisor, sleep_ms, ticks_diff, ticks_ms
+from fieldlink.runtime.clock import asleep_ms, ticks_diff, ticks_ms
+from fieldlink.runtime.tasks import Log, Supervisor
 
 COUNTERS = ("tel_rx", "tel_dup", "evt_rx", "hb_rx", "host_cmds", "node_cmds", "cmds_ok", "cmds_failed",
             "cmds_queued", "cmds_expired", "cmds_overflow", "unknown_op", "bad_cmd", "time_tx")
@@ -397,13 +398,13 @@ class Gateway:
             if self.time_every_ms and ticks_diff(self.clock(), last_time) >= self.time_every_ms:
                 last_time = self.clock()
                 self.broadcast_time()
-            await sleep_ms(1000)
+            await asleep_ms(1000)
 
     async def _watchdog_task(self):
         while self._running:
             if self.wdt is not None:
                 self.wdt.feed()
-            await sleep_ms(500)
+            await asleep_ms(500)
 
     def start(self):
         """Start the gateway's tasks in the running asyncio loop."""
@@ -429,4 +430,4 @@ class Gateway:
     async def run(self):
         self.start()
         while self._running:
-            await sleep_ms(1000)
+            await asleep_ms(1000)

@@ -30,7 +30,7 @@ from fieldlink.codec import mpack
 from fieldlink.errors import DecodeError
 from fieldlink.codec.serialframe import FrameDecoder, encode_frame
 from fieldlink.gateway.ringbuf import RingBuffer
-from fieldlink.runtime.tasks import sleep_ms, ticks_diff, ticks_ms
+from fieldlink.runtime.clock import asleep_ms, ticks_diff, ticks_ms
 
 COUNTERS = ("rx_frames", "bad_msgpack", "bad_msg", "unknown_type", "tx_frames", "tx_bytes",
             "retransmits", "write_errors", "host_up", "host_down", "handler_errors")
@@ -348,9 +348,9 @@ class Uplink:
         self._running = True
         while self._running:
             if not self.step():
-                await sleep_ms(idle_ms)
+                await asleep_ms(idle_ms)
             else:
-                await sleep_ms(0)
+                await asleep_ms(0)
 
     def stop(self):
         self._running = False

@@ -44,6 +44,7 @@ from fieldlink.link.rx import Receiver, _hex, _unhex  # noqa: F401  (_unhex: re-
 from fieldlink.link.peers import (  # noqa: F401
     D_NEW, SEC_AUTH, SEC_ESPNOW, SEC_NONE, PeerTable, Registrar,
 )
+from fieldlink.runtime.clock import asleep_ms
 from fieldlink.runtime.store import read_json, write_json
 
 BROADCAST = b"\xff\xff\xff\xff\xff\xff"
@@ -86,13 +87,6 @@ class Tx:
         self.event = None
         self.cb = None          # cb(tx) when done
         self.key = None         # the key the frames are tagged with (resend needs the same one)
-
-
-async def sleep_ms(ms):
-    if hasattr(asyncio, "sleep_ms"):
-        await asyncio.sleep_ms(ms)
-    else:
-        await asyncio.sleep(ms / 1000)
 
 
 class Link(Receiver):
@@ -326,7 +320,7 @@ class Link(Receiver):
             except LinkError as e:
                 if e.status != ST_BUSY:
                     raise
-                await sleep_ms(self.base_ms // 2 or 1)
+                await asleep_ms(self.base_ms // 2 or 1)
         if not ack:
             return None
         return await self._outcome(tx)
@@ -366,7 +360,7 @@ class Link(Receiver):
         if not tx.done:     # still being retried: just wait for it
             return await self._outcome(tx)
         while peer.inflight >= self.max_inflight or (tx.mtype == T_COMMAND and peer.cmd_inflight):
-            await sleep_ms(self.base_ms // 2 or 1)
+            await asleep_ms(self.base_ms // 2 or 1)
         tx.tries = 0
         tx.done = False
         tx.status = None
@@ -432,7 +426,7 @@ class Link(Receiver):
                 wait = 0
             elif wait > self.idle_ms:
                 wait = self.idle_ms
-            await sleep_ms(wait)
+            await asleep_ms(wait)
 
     def stop(self):
         self._running = False

@@ -7,7 +7,8 @@
 import os
 
 from fieldlink.codec import mpack
-from fieldlink.link.core import Link, LinkError, _hex, _unhex, sleep_ms
+from fieldlink.link.core import Link, LinkError, _hex, _unhex
+from fieldlink.runtime.clock import asleep_ms
 from fieldlink.link.frame import T_BEACON, T_JOIN_ACCEPT, T_JOIN_REFUSED, T_JOIN_REQ, build, ticks_diff
 from fieldlink.link.pairing import NONCE_LEN, PairingLink, _setch, wrap_key
 from fieldlink.link.peers import SEC_ESPNOW, SEC_NONE
@@ -139,7 +140,7 @@ class NodeLink(PairingLink):
             if left <= 0:
                 return False
             w = self.service()
-            await sleep_ms(max(1, min(w, self.idle_ms, left)))
+            await asleep_ms(max(1, min(w, self.idle_ms, left)))
         return True
 
     async def _scan(self, want, dwell, timeout_ms):
@@ -219,11 +220,11 @@ class NodeLink(PairingLink):
         while self._running:
             if self.lost and self.gateway is not None:
                 if not await self.rescan():
-                    await sleep_ms(self.idle_ms)
+                    await asleep_ms(self.idle_ms)
                 continue
             wait = self.service()
             if self.esp.any():
                 wait = 0
             elif wait > self.idle_ms:
                 wait = self.idle_ms
-            await sleep_ms(wait)
+            await asleep_ms(wait)

@@ -18,7 +18,8 @@ from fieldlink import VERSION
 from fieldlink.node import commands
 from fieldlink.link.core import T_COMMAND, T_TIME_SYNC, LinkError
 from fieldlink.node.report import Reporting
-from fieldlink.runtime.tasks import Log, Supervisor, exc_text, sleep_ms, ticks_add, ticks_diff, ticks_ms
+from fieldlink.runtime.clock import asleep_ms, ticks_add, ticks_diff, ticks_ms
+from fieldlink.runtime.tasks import Log, Supervisor, exc_text
 
 MAX_PENDING = 64  # readings kept while the gateway is unreachable (oldest dropped, counted)
 
@@ -235,7 +236,7 @@ class Node(Reporting):
             try:
                 w = s.start(name, now)
                 if w and w > 0:
-                    await sleep_ms(w)
+                    await asleep_ms(w)
                 r = s.collect(name, now)
             except Exception as e:
                 self.log.warn("sensor %s: %s" % (name, exc_text(e)))
@@ -343,17 +344,17 @@ class Node(Reporting):
                     await self.send_heartbeat()
                 else:
                     self.count("join_fail")
-                    await sleep_ms(delay)
+                    await asleep_ms(delay)
                     delay = min(delay * 2, self.opt("join_backoff_max_ms", 30000))
                 continue
             # a paired node that lost its gateway is rescanned by the link's own run loop
-            await sleep_ms(500)
+            await asleep_ms(500)
 
     async def _sample_task(self):
         tick_ms = self.opt("tick_ms", 100)
         while self._running:
             await self.tick()
-            await sleep_ms(tick_ms)
+            await asleep_ms(tick_ms)
 
     async def _telemetry_task(self):
         while self._running:
@@ -362,20 +363,20 @@ class Node(Reporting):
                     await self.send_events()
                 if self.telemetry_due(self.clock()):
                     if not await self.send_telemetry():
-                        await sleep_ms(1000)
-            await sleep_ms(100)
+                        await asleep_ms(1000)
+            await asleep_ms(100)
 
     async def _heartbeat_task(self):
         while self._running:
             if getattr(self.link, "paired", True):
                 await self.send_heartbeat()
-            await sleep_ms(self.opt("heartbeat_s", 30) * 1000)
+            await asleep_ms(self.opt("heartbeat_s", 30) * 1000)
 
     async def _watchdog_task(self):
         while self._running:
             if self.wdt is not None:
                 self.wdt.feed()
-            await sleep_ms(500)
+            await asleep_ms(500)
 
     def start(self):
         self._running = True
@@ -403,7 +404,7 @@ class Node(Reporting):
             return
         self.start()
         while self._running:
-            await sleep_ms(1000)
+            await asleep_ms(1000)
 
     async def run_sleep_cycle(self):
         """Battery mode: one wake cycle, then deep sleep (sleeper never returns on hardware)."""
@@ -425,10 +426,10 @@ class Node(Reporting):
             t0 = self.clock()
             awake = self.opt("awake_ms", 1500)
             while self.expect_cmds > 0 and self.cmds_seen < self.expect_cmds and ticks_diff(self.clock(), t0) < awake:
-                await sleep_ms(20)
+                await asleep_ms(20)
             while self._reboot_at is not None and ticks_diff(self.clock(), t0) < awake:
                 await self.tick()
-                await sleep_ms(20)
+                await asleep_ms(20)
         finally:
             self._running = False
             try:

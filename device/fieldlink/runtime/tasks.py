@@ -1,6 +1,6 @@
 # Task supervisor, logging and clock helpers shared by the node and gateway roles.
 #
-#   ticks_ms/ticks_diff/ticks_add/sleep_ms  MicroPython's time functions with a CPython fallback.
+#   ticks_ms/ticks_diff/ticks_add  re-exported from fieldlink.runtime.clock (sleeps: clock.asleep_ms).
 #   Log        tiny leveled logger with a replaceable sink (the gateway routes it over the uplink,
 #              because on hardware its stdout IS the uplink); keeps the last few errors.
 #   Supervisor runs named asyncio tasks; a task that raises is logged, counted and restarted after an
@@ -12,11 +12,7 @@ import sys
 import asyncio
 
 
-from fieldlink.runtime.clock import ticks_add, ticks_diff, ticks_ms  # noqa: F401 (re-exported)
-
-
-async def sleep_ms(ms):
-    await asyncio.sleep(ms / 1000)
+from fieldlink.runtime.clock import asleep_ms, ticks_add, ticks_diff, ticks_ms  # noqa: F401 (re-exported)
 
 
 def exc_text(e):
@@ -143,7 +139,7 @@ class Supervisor:
                         self.on_crash(e.name, exc)
                     except Exception:
                         pass
-                await sleep_ms(delay)
+                await asleep_ms(delay)
 
     def running(self, name):
         e = self.entries.get(name)
