@@ -52,3 +52,18 @@ def test_link_bench_table() -> None:
         assert rates and int(rates[0]) > 0, row
         if "20% loss" in row:
             assert all(float(x) > 0 for x in shares), row  # loss forces retransmissions
+
+
+@pytest.mark.slow
+def test_boot_bench_heap_and_idle_uplink_allocation() -> None:
+    import json
+
+    out = json.loads(run_bench("bench/boot.py", "--json"))
+    rows = {r["role"]: r for r in out["rows"]}
+    assert set(rows) == {"gateway", "node"}
+    for r in rows.values():
+        assert r["heap_before"] > 0 and r["heap_after"] > 0
+    # the idle gateway's uplink loop allocates nothing per second (ipoll, preallocated sleep awaitable);
+    # before the change it allocated on every pass (poll() lists, a coroutine and a float per await)
+    assert rows["gateway"]["uplink_idle_alloc_per_s_after"] == 0, rows
+    assert rows["gateway"]["uplink_idle_alloc_per_s_before"] > 0, rows

@@ -48,6 +48,7 @@ class _PollReader:
         self._pw = select.poll()
         self._pw.register(fout, select.POLLOUT)
         self._b1 = bytearray(1)
+        self._ipoll = hasattr(self._p, "ipoll")
         self._hup = False
         self._fd = None
         try:
@@ -59,11 +60,19 @@ class _PollReader:
             self._fd = None
 
     def _ready(self):
-        ev = self._p.poll(0)
-        if not ev:
+        # MicroPython: ipoll() yields a reused tuple, where poll() builds a new list on every call, even an
+        # empty one; the idle uplink loop calls this ~200 times a second and must not allocate.
+        e = 0
+        if self._ipoll:
+            for t in self._p.ipoll(0):
+                e = t[1]
+        else:
+            ev = self._p.poll(0)
+            if ev:
+                e = ev[0][1]
+        if not e:
             self._hup = False
             return False
-        e = ev[0][1]
         if e & select.POLLIN:
             return True
         if e & (select.POLLHUP | select.POLLERR):
