@@ -98,7 +98,7 @@ def test_join_needs_the_network_pmk():
         intruder = _node(air, 9, pmk=b"wrong-pmk-000000")
         gw.permit_join(5)
         t = asyncio.create_task(gw.run())
-        ok = await intruder.join(500)
+        ok = await intruder.join(3000)  # long enough to hear beacons on a loaded machine
         gw.stop()
         await asyncio.sleep(0.01)
         t.cancel()

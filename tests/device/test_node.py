@@ -239,7 +239,11 @@ def test_supervisor_restarts_crashed_task_with_backoff():
                 await asyncio.sleep(0.005)
         sup.spawn("flaky", flaky)
         sup.spawn("steady", steady)
-        await asyncio.sleep(0.2)
+        for _ in range(600):  # poll (up to ~30 s on a loaded machine; ~0.1 s otherwise)
+            st = sup.stats()
+            if len(runs) >= 4 and st["flaky"]["done"] and len(ticks) >= 20:
+                break
+            await asyncio.sleep(0.05)
         st = sup.stats()
         assert len(runs) == 4 and st["flaky"]["crashes"] == 3 and st["flaky"]["done"]
         assert "OSError" in st["flaky"]["err"] and sup.crashes == 3

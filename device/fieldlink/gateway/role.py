@@ -14,7 +14,8 @@ from fieldlink.link.core import (
 )
 from fieldlink.gateway.ringbuf import CommandQueue
 from fieldlink.runtime.clock import asleep_ms, ticks_diff, ticks_ms
-from fieldlink.runtime.tasks import Log, Supervisor
+from fieldlink.runtime.role import RoleBase
+from fieldlink.runtime.tasks import Log
 
 COUNTERS = ("tel_rx", "tel_dup", "evt_rx", "hb_rx", "host_cmds", "node_cmds", "cmds_ok", "cmds_failed",
             "cmds_queued", "cmds_expired", "cmds_overflow", "unknown_op", "bad_cmd", "time_tx")
@@ -38,20 +39,14 @@ def mac_bytes(s):
         raise ValueError("mac is not hex")
 
 
-class Gateway:
+class Gateway(RoleBase):
     def __init__(self, cfg, link, uplink, clock=ticks_ms, log=None, boot=0, wdt=None):
         self.cfg = cfg
         opts = cfg.get("options") or {}
         self.opts = opts
-        self.link = link
+        RoleBase.__init__(self, link, clock, log or Log("gw"), wdt)
         self.up = uplink
-        self.clock = clock
-        self.log = log or Log("gw")
         self.boot = boot
-        self.wdt = wdt
-        self.started = clock()
-        self.epoch_base = None  # epoch ms at tick `epoch_tick` (set by time_sync)
-        self.epoch_tick = 0
         self.nodes = {}  # mac bytes -> info dict
         self.cq = CommandQueue(int(opts.get("cmd_queue_per_node", 8)), int(opts.get("cmd_queue_total", 256)),
                                int(opts.get("cmd_ttl_s", 600)) * 1000)
@@ -61,8 +56,6 @@ class Gateway:
         self.counters = {}
         for k in COUNTERS:
             self.counters[k] = 0
-        self.sup = Supervisor(self.log)
-        self._running = False
         uplink.on_message = self.on_host
         link.on(T_TELEMETRY, self._on_tel)
         link.on(T_EVENT, self._on_evt)
@@ -73,17 +66,8 @@ class Gateway:
             pass
 
     # ------------------------------------------------------------------ time
-    def epoch_ms(self):
-        if self.epoch_base is None:
-            return None
-        return self.epoch_base + ticks_diff(self.clock(), self.epoch_tick)
-
-    def uptime_s(self):
-        return ticks_diff(self.clock(), self.started) // 1000
-
     def set_time(self, epoch_ms):
-        self.epoch_base = int(epoch_ms)
-        self.epoch_tick = self.clock()
+        self.set_epoch(int(epoch_ms))
         try:  # keep the hardware RTC in step where there is one
             import machine
             import time
@@ -400,20 +384,12 @@ class Gateway:
                 self.broadcast_time()
             await asleep_ms(1000)
 
-    async def _watchdog_task(self):
-        while self._running:
-            if self.wdt is not None:
-                self.wdt.feed()
-            await asleep_ms(500)
-
     def start(self):
         """Start the gateway's tasks in the running asyncio loop."""
-        self._running = True
+        self.spawn_base()
         self.up.send({"t": "boot", "fw": VERSION, "name": self.cfg.get("name"), "boot": self.boot})
         self.sup.spawn("uplink", self.up.run)
-        self.sup.spawn("link", self.link.run)
         self.sup.spawn("house", self._housekeeping_task)
-        self.sup.spawn("wdt", self._watchdog_task)
         secs = int(self.opts.get("permit_join_s", 0))
         if secs > 0:
             self.link.permit_join(secs)
@@ -421,13 +397,8 @@ class Gateway:
     def stop(self):
         self._running = False
         self.up.stop()
-        try:
-            self.link.stop()
-        except Exception:
-            pass
-        self.sup.cancel_all()
+        self.stop_base()
 
     async def run(self):
         self.start()
-        while self._running:
-            await asleep_ms(1000)
+        await self.idle()

@@ -19,7 +19,8 @@ from fieldlink.node import commands
 from fieldlink.link.core import T_COMMAND, T_TIME_SYNC, LinkError
 from fieldlink.node.report import Reporting
 from fieldlink.runtime.clock import asleep_ms, ticks_add, ticks_diff, ticks_ms
-from fieldlink.runtime.tasks import Log, Supervisor, exc_text
+from fieldlink.runtime.role import RoleBase
+from fieldlink.runtime.tasks import Log, exc_text
 
 MAX_PENDING = 64  # readings kept while the gateway is unreachable (oldest dropped, counted)
 
@@ -28,18 +29,15 @@ COUNTERS = ("samples", "invalid", "tel_tx", "tel_fail", "tel_dropped", "hb_tx", 
             "joins", "join_fail", "time_rx")
 
 
-class Node(Reporting):
+class Node(Reporting, RoleBase):
     def __init__(self, cfg, link, sensors=None, relays=None, state=None, clock=ticks_ms, log=None,
                  wdt=None, rules=None, led=None, sleeper=None, rebooter=None):
         self.cfg = cfg
         self.opts = dict(cfg.get("options") or {})
-        self.link = link
+        RoleBase.__init__(self, link, clock, log or Log("node"), wdt)
         self.sensors = sensors
         self.relays = relays
         self.rules = rules
-        self.clock = clock
-        self.log = log or Log("node")
-        self.wdt = wdt
         self.led = led
         self.sleeper = sleeper  # callable(ms): deep sleep (never returns on hardware)
         self.rebooter = rebooter  # callable(): machine.reset
@@ -51,9 +49,6 @@ class Node(Reporting):
         for k in COUNTERS:
             if k not in self.counters:
                 self.counters[k] = 0
-        self.started = clock()
-        self.epoch_base = None
-        self.epoch_tick = 0
         self.features = {}  # sensor names and driver names (e.g. "synthetic") -> enabled
         self._feature_members = {}
         for sc in cfg.get("sensors", []):
@@ -74,8 +69,6 @@ class Node(Reporting):
         self.cmds_seen = 0
         self._first_pending = None
         self._wake = None  # asyncio.Event-like flag for the telemetry task
-        self.sup = Supervisor(self.log)
-        self._running = False
         self._identify_until = None
         self._reboot_at = None
         link.on(T_COMMAND, self._on_cmd)
@@ -89,9 +82,6 @@ class Node(Reporting):
     # ------------------------------------------------------------------ helpers used by commands
     def count(self, name, n=1):
         self.counters[name] = self.counters.get(name, 0) + n
-
-    def uptime_s(self):
-        return ticks_diff(self.clock(), self.started) // 1000
 
     def opt(self, key, default):
         v = self.opts.get(key, default)
@@ -168,14 +158,8 @@ class Node(Reporting):
         self._identify_until = ticks_add(self.clock(), s * 1000)
 
     def set_time(self, ts):
-        self.epoch_base = ts
-        self.epoch_tick = self.clock()
+        self.set_epoch(ts)
         self.count("time_rx")
-
-    def epoch_ms(self):
-        if self.epoch_base is None:
-            return None
-        return self.epoch_base + ticks_diff(self.clock(), self.epoch_tick)
 
     def self_test(self):
         res = {"ok": True, "sensors": {}, "relays": len(self.relay_names())}
@@ -372,39 +356,25 @@ class Node(Reporting):
                 await self.send_heartbeat()
             await asleep_ms(self.opt("heartbeat_s", 30) * 1000)
 
-    async def _watchdog_task(self):
-        while self._running:
-            if self.wdt is not None:
-                self.wdt.feed()
-            await asleep_ms(500)
-
     def start(self):
-        self._running = True
         for k, v in self.state.extra.items():
             if k in commands.CONFIG_KEYS:
                 self.opts[k] = v
-        self.sup.spawn("wdt", self._watchdog_task)
-        self.sup.spawn("link", self.link.run)
+        self.spawn_base()
         self.sup.spawn("join", self._join_task)
         self.sup.spawn("sample", self._sample_task)
         self.sup.spawn("telemetry", self._telemetry_task)
         self.sup.spawn("heartbeat", self._heartbeat_task)
 
     def stop(self):
-        self._running = False
-        try:
-            self.link.stop()
-        except Exception:
-            pass
-        self.sup.cancel_all()
+        self.stop_base()
 
     async def run(self):
         if self.opt("sleep_ms", 0) > 0 and self.sleeper is not None:
             await self.run_sleep_cycle()
             return
         self.start()
-        while self._running:
-            await asleep_ms(1000)
+        await self.idle()
 
     async def run_sleep_cycle(self):
         """Battery mode: one wake cycle, then deep sleep (sleeper never returns on hardware)."""
