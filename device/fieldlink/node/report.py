@@ -1,14 +1,58 @@
 # The node's messages to the gateway: telemetry batches (exactly once across give-ups: an unacknowledged
 # batch keeps its q and body and is repeated frame for frame with Link.resend), events (the head event is
-# repeated the same way) and heartbeats. A mixin of fieldlink.node.role.Node, split out to keep modules small;
-# it uses the Node's link, state, pending readings, events, counters and options.
-from fieldlink import VERSION
+# repeated the same way) and heartbeats. Reporter owns what it sends (pending readings, the message on the
+# air, queued events) and gets everything else through its constructor:
+#   Reporter(link, state, counters, opt, log, clock, epoch_ms, heartbeat)
+#     state     .boot, .next_seq()          counters  dict, incremented in place
+#     opt(key, default) -> option value     epoch_ms() -> ms or None     heartbeat() -> heartbeat body
+#   add_reading(name, values, now), add_event(map), telemetry_due(now),
+#   await send_telemetry() / send_events() / send_heartbeat() -> True on ACK; expect_cmds (from the ACKs)
 from fieldlink.codec import mpack
 from fieldlink.link.core import T_EVENT, T_HEARTBEAT, T_TELEMETRY, LinkError
 from fieldlink.runtime.tasks import ticks_diff
 
 
-class Reporting:
+MAX_PENDING = 64  # readings kept while the gateway is unreachable (the oldest not on the air is dropped)
+MAX_EVENTS = 16
+
+
+class Reporter:
+    def __init__(self, link, state, counters, opt, log, clock, epoch_ms, heartbeat):
+        self.link = link
+        self.state = state
+        self.counters = counters
+        self.opt = opt
+        self.log = log
+        self.clock = clock
+        self.epoch_ms = epoch_ms
+        self.heartbeat = heartbeat
+        self.pending = []  # [name, value, tick]; the first self._tel[1] are in the message being delivered
+        # telemetry message that went on the air without an ACK: [msg, n readings, Tx or None, aired]
+        self._tel = None
+        self._tel_q = None  # q of a message that never left the node (reused by the next one)
+        self._first_pending = None
+        self.events = []  # event maps waiting to be sent
+        self._evt_tx = None  # Tx of events[0] after a give-up, repeated by send_events (exactly once)
+        self.expect_cmds = 0  # commands the gateway said it holds for us (the "p" of its last ACK)
+
+    def count(self, name, n=1):
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    def add_reading(self, name, v, now):
+        if not self.pending:
+            self._first_pending = now
+        self.pending.append([name, v, now])
+        if len(self.pending) > MAX_PENDING:
+            # oldest reading NOT in the message being delivered (its q and body are fixed until ACKed)
+            self.pending.pop(self._tel[1] if self._tel is not None else 0)
+            self.count("tel_dropped")
+
+    def add_event(self, m):
+        self.events.append(m)
+        if len(self.events) > MAX_EVENTS:
+            # drop the oldest that is not the one on the air (its Tx must keep matching events[0])
+            self.events.pop(1 if self._evt_tx is not None else 0)
+
     def telemetry_due(self, now):
         if self._tel is not None:
             return True     # an unacknowledged message is waiting to be repeated
@@ -114,27 +158,12 @@ class Reporting:
             self._note_gw_result(r)
         return True
 
-    def build_heartbeat(self):
-        m = {"up": self.uptime_s(), "boot": self.state.boot, "fw": VERSION, "role": "node",
-             "relays": self.relay_state(), "c": {"tel_fail": self.counters["tel_fail"],
-                                                 "invalid": self.counters["invalid"],
-                                                 "crashes": self.sup.crashes,
-                                                 "cmds": self.counters["cmds"]}}
-        sl = self.opt("sleep_ms", 0)
-        if sl:
-            m["sl"] = sl
-        return m
-
     async def send_heartbeat(self):
         try:
-            r = await self.link.send_gw(T_HEARTBEAT, self.build_heartbeat())
+            r = await self.link.send_gw(T_HEARTBEAT, self.heartbeat())
         except LinkError:
             self.count("hb_fail")
             return False
         self.count("hb_tx")
         self._note_gw_result(r)
         return True
-
-    # ------------------------------------------------------------------ tasks
-    expect_cmds = 0
-

@@ -17,19 +17,18 @@ import asyncio
 from fieldlink import VERSION
 from fieldlink.node import commands
 from fieldlink.link.core import T_COMMAND, T_TIME_SYNC, LinkError
-from fieldlink.node.report import Reporting
+from fieldlink.node.report import MAX_PENDING, Reporter  # noqa: F401  (MAX_PENDING re-exported)
 from fieldlink.runtime.clock import asleep_ms, ticks_add, ticks_diff, ticks_ms
 from fieldlink.runtime.role import RoleBase
 from fieldlink.runtime.tasks import Log, exc_text
 
-MAX_PENDING = 64  # readings kept while the gateway is unreachable (oldest dropped, counted)
 
 COUNTERS = ("samples", "invalid", "tel_tx", "tel_fail", "tel_dropped", "hb_tx", "hb_fail", "evt_tx",
             "evt_fail", "cmds", "unknown_cmd", "bad_cmd", "cmd_errors", "rules_errors", "actions",
             "joins", "join_fail", "time_rx")
 
 
-class Node(Reporting, RoleBase):
+class Node(RoleBase):
     def __init__(self, cfg, link, sensors=None, relays=None, state=None, clock=ticks_ms, log=None,
                  wdt=None, rules=None, led=None, sleeper=None, rebooter=None):
         self.cfg = cfg
@@ -60,14 +59,10 @@ class Node(Reporting, RoleBase):
                 self._feature_members[drv] = []
             if isinstance(drv, str) and drv != sc["name"]:
                 self._feature_members[drv].append(sc["name"])
-        self.pending = []  # [name, value, tick]; the first self._tel[1] are in the message being delivered
-        # telemetry message that went on the air without an ACK: [msg, n readings, Tx or None, aired]
-        self._tel = None
-        self._tel_q = None  # q of a message that never left the node (reused by the next one)
-        self.events = []  # event maps waiting to be sent
-        self._evt_tx = None  # Tx of events[0] after a give-up, repeated by send_events (exactly once)
+        # what goes to the gateway (readings, events, heartbeats) and its exactly-once state
+        self.report = Reporter(link, state, self.counters, self.opt, self.log, clock, self.epoch_ms,
+                               self.build_heartbeat)
         self.cmds_seen = 0
-        self._first_pending = None
         self._wake = None  # asyncio.Event-like flag for the telemetry task
         self._identify_until = None
         self._reboot_at = None
@@ -78,6 +73,38 @@ class Node(Reporting, RoleBase):
                 relays.on_event = self._relay_event
             except Exception:
                 pass
+
+    # ------------------------------------------------------------------ reporting (node.report.Reporter)
+    @property
+    def pending(self):
+        return self.report.pending
+
+    @property
+    def events(self):
+        return self.report.events
+
+    def telemetry_due(self, now):
+        return self.report.telemetry_due(now)
+
+    async def send_telemetry(self):
+        return await self.report.send_telemetry()
+
+    async def send_events(self):
+        return await self.report.send_events()
+
+    async def send_heartbeat(self):
+        return await self.report.send_heartbeat()
+
+    def build_heartbeat(self):
+        m = {"up": self.uptime_s(), "boot": self.state.boot, "fw": VERSION, "role": "node",
+             "relays": self.relay_state(), "c": {"tel_fail": self.counters["tel_fail"],
+                                                 "invalid": self.counters["invalid"],
+                                                 "crashes": self.sup.crashes,
+                                                 "cmds": self.counters["cmds"]}}
+        sl = self.opt("sleep_ms", 0)
+        if sl:
+            m["sl"] = sl
+        return m
 
     # ------------------------------------------------------------------ helpers used by commands
     def count(self, name, n=1):
@@ -202,10 +229,7 @@ class Node(Reporting, RoleBase):
         m = {"ev": ev, "sev": severity}
         if data is not None:
             m["d"] = data
-        self.events.append(m)
-        if len(self.events) > 16:
-            # drop the oldest that is not the one on the air (its Tx must keep matching events[0])
-            self.events.pop(1 if self._evt_tx is not None else 0)
+        self.report.add_event(m)
 
     # ------------------------------------------------------------------ sampling + rules
     async def sample(self, now=None):
@@ -234,17 +258,8 @@ class Node(Reporting, RoleBase):
                 if k != "valid" and k != "error":
                     v[k] = r[k]
             out[name] = v
-            self._queue_reading(name, v, now)
+            self.report.add_reading(name, v, now)
         return out
-
-    def _queue_reading(self, name, v, now):
-        if not self.pending:
-            self._first_pending = now
-        self.pending.append([name, v, now])
-        if len(self.pending) > MAX_PENDING:
-            # oldest reading NOT in the message being delivered (its q and body are fixed until ACKed)
-            self.pending.pop(self._tel[1] if self._tel is not None else 0)
-            self.count("tel_dropped")
 
     def run_rules(self, now, readings):
         if self.rules is None:
@@ -395,7 +410,7 @@ class Node(Reporting, RoleBase):
             # stay awake for the commands the gateway said it holds for us
             t0 = self.clock()
             awake = self.opt("awake_ms", 1500)
-            while self.expect_cmds > 0 and self.cmds_seen < self.expect_cmds and ticks_diff(self.clock(), t0) < awake:
+            while self.report.expect_cmds > 0 and self.cmds_seen < self.report.expect_cmds and ticks_diff(self.clock(), t0) < awake:
                 await asleep_ms(20)
             while self._reboot_at is not None and ticks_diff(self.clock(), t0) < awake:
                 await self.tick()
