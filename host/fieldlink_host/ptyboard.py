@@ -378,7 +378,13 @@ def run_board(fs_dir: Path | str, *, port_file: Path | str | None = None, board:
 
         b = load_board(board)
         name, chip = b.name, b.chip
-    pb = PtyBoard(fs_dir, board_name=name, chip=chip, micropython=micropython_binary(micropython))
+    from fieldlink_host.fsio import check_output, user_errors, write_text
+
+    if port_file is not None:
+        check_output(Path(port_file), "port file")  # before starting anything
+    exe = micropython_binary(micropython)
+    with user_errors(fs_dir, "cannot use the board directory"):
+        pb = PtyBoard(fs_dir, board_name=name, chip=chip, micropython=exe)
     port = pb.open()
 
     def _term(_sig: int, _frm: object) -> None:
@@ -387,10 +393,11 @@ def run_board(fs_dir: Path | str, *, port_file: Path | str | None = None, board:
     signal.signal(signal.SIGTERM, _term)
     signal.signal(signal.SIGINT, _term)
     if port_file is not None:
-        pf = Path(port_file)
-        tmp = pf.with_name(pf.name + ".tmp")
-        tmp.write_text(port + "\n")
-        os.replace(tmp, pf)
+        try:
+            write_text(port_file, port + "\n", "port file")
+        except BaseException:
+            pb.close()
+            raise
     if announce:
         print(f"virtual board {name} on {port} (filesystem {pb.fs_dir}); Ctrl-C to stop", flush=True)
     try:
