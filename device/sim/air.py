@@ -312,7 +312,7 @@ class Hub:
             dst = msg.get("dst", "*")
             params = {}
             for k in msg:
-                if k not in ("op", "src", "dst"):
+                if k not in ("op", "src", "dst", "token"):
                     params[k] = msg[k]
             self.model.set_link(None if src == "*" else parse_mac(src), None if dst == "*" else parse_mac(dst),
                                 **params)
