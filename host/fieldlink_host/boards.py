@@ -329,7 +329,7 @@ def parse_board(data: dict[str, Any], path: Path) -> Board:
             raise FieldlinkError(f"unknown driver {drv!r} (known: {', '.join(SENSOR_DRIVERS)})", where=sw)
         bus = s.get("bus")
         if drv in I2C_DRIVERS:
-            if bus not in buses:
+            if not isinstance(bus, str) or bus not in buses:
                 raise FieldlinkError(f"bus {bus!r} is not defined in [[i2c]] (driver {drv} needs an I2C bus "
                                      f"{'/'.join(sorted(buses)) or '(none defined)'})", where=sw)
         elif drv in UART_DRIVERS:
