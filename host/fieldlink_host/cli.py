@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from fieldlink_host import __version__, commands
-from fieldlink_host.errors import FieldlinkError
+from fieldlink_host.errors import FieldlinkError, Terminated
 from fieldlink_host.fsio import from_os_error
 
 EPILOG = """examples:
@@ -73,7 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FieldlinkError, OSError, RecursionError) as exc:
         print(report(exc), file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Terminated):
+            print("fieldlink: terminated", file=sys.stderr)
+            return 143
         print("fieldlink: interrupted", file=sys.stderr)
         return 130
     return int(rc or 0)

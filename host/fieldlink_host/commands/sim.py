@@ -7,7 +7,7 @@ import math
 import signal
 from pathlib import Path
 
-from fieldlink_host.errors import FieldlinkError
+from fieldlink_host.errors import FieldlinkError, Terminated
 from fieldlink_host.farm import run_farm
 
 EXAMPLES = """examples:
@@ -21,7 +21,7 @@ EXAMPLES = """examples:
 def _terminate(_sig: int, _frame: object) -> None:
     # SIGTERM cleans up exactly like Ctrl-C: the Farm context manager stops every board and the air
     # hub and removes the temporary workdir on the way out
-    raise KeyboardInterrupt
+    raise Terminated
 
 
 def _run(args: argparse.Namespace) -> int:
