@@ -399,3 +399,13 @@ def test_real_process_one_line(argv: list[str], files: Path) -> None:
                           capture_output=True, text=True, timeout=120, cwd=files)
     assert proc.returncode == 1
     assert re.fullmatch(r"fieldlink: error: [^\n]+\n", proc.stderr), proc.stderr
+
+
+def test_board_with_an_interpreter_that_exits_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fake = tmp_path / "fake-micropython"
+    fake.write_text("#!/bin/sh\nexit 3\n")
+    fake.chmod(0o755)
+    rc, _, err = run_cli(["board", "--micropython", str(fake), "--dir", str(tmp_path / "vb"),
+                          "--port-file", str(tmp_path / "port")], capsys)
+    assert_one_line_error(rc, err, "exits right after starting")
+    assert not (tmp_path / "port").exists()
