@@ -360,10 +360,10 @@ def build_bundle(board: Board | str, out: Path | str | None = None, *, app_dir: 
     app = Path(app_dir) if app_dir is not None else None
     natmods = Path(natmod_dir) if natmod_dir is not None else None
     rule_paths = [Path(r) for r in rules]
+    out_dir = Path(out) if out is not None else default_out(b)
+    check_output_dir(out_dir)  # refuse before doing any work
     items = _collect(b, pkg, app, rule_paths, natmods)
     exe = mpy_cross_exe()
-    out_dir = Path(out) if out is not None else default_out(b)
-    check_output_dir(out_dir)
     with user_errors(out_dir, "cannot create the output directory"):
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.fuzz
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-CASES = 400
+CASES = 300
 MAXV = 2**30 - 1
 NONE = -(2**30)
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
