@@ -172,6 +172,9 @@ class FakeTty:
             ready, _, _ = select.select([self.master], [], [], 0.02)
             try:
                 data = os.read(self.master, 4096) if ready else b""
+                if self.mode == "vanish" and data:  # the board is unplugged as soon as the host talks
+                    os.close(self.master)
+                    return
                 if self.mode == "echo" and data:
                     os.write(self.master, data)
                 elif self.mode == "garbage":
@@ -201,7 +204,7 @@ def _bundle(root: Path) -> Path:
 
 
 @pytest.mark.parametrize("via", ["mpremote", "ampy"])
-@pytest.mark.parametrize("mode", ["silent", "echo", "garbage"])
+@pytest.mark.parametrize("mode", ["silent", "echo", "garbage", "vanish"])
 def test_deploy_to_a_port_that_is_not_a_board_ends(mode: str, via: str, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     tty_ = FakeTty(mode)
@@ -214,7 +217,7 @@ def test_deploy_to_a_port_that_is_not_a_board_ends(mode: str, via: str, tmp_path
     assert rc == 1
     lines = err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("fieldlink: error: ") and "Traceback" not in err, err
-    assert any(s in err for s in ("raw REPL", "no valid answer", "ampy cannot use")), err
+    assert any(s in err for s in ("raw REPL", "no valid answer", "ampy cannot use", "went away")), err
 
 
 def test_monitor_port_vanishing_is_one_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
