@@ -13,6 +13,7 @@ import contextlib
 import errno
 import json
 import os
+import stat
 import tempfile
 import tomllib
 from collections.abc import Iterator
@@ -63,6 +64,11 @@ def read_bytes(path: PathLike, what: str = "file", limit: int = MAX_INPUT) -> by
     """Read a whole file; refuses directories, special files that never end and files over ``limit``."""
     p = Path(path)
     with user_errors(p, f"cannot read {what}"):
+        mode = os.stat(p).st_mode
+        if stat.S_ISDIR(mode):
+            raise FieldlinkError(f"cannot read {what}: is a directory", where=str(p))
+        if not stat.S_ISREG(mode):  # a FIFO or a device would block or never end
+            raise FieldlinkError(f"cannot read {what}: not a regular file", where=str(p))
         with open(p, "rb") as f:
             st = os.fstat(f.fileno())
             if st.st_size > limit:

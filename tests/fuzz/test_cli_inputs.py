@@ -52,6 +52,7 @@ def assert_clean(rc: int, err: str) -> None:
 @pytest.fixture
 def files(tmp_path: Path) -> Path:
     (tmp_path / "somedir").mkdir()
+    os.mkfifo(tmp_path / "fifo")  # opening it for reading would block forever
     (tmp_path / "existing").write_text("x\n")
     (tmp_path / "junk.bin").write_bytes(bytes(random.Random(1).randrange(256) for _ in range(400)) + b"\x00")
     (tmp_path / "latin1.csv").write_bytes("time_s,sht.temperature\n0,21\xb0\n".encode("latin-1"))
@@ -95,6 +96,8 @@ CASES: list[tuple[list[str], str]] = [
     (["rules", "check", "{d}/empty.yaml", "--board", "sim-node"], ""),
     (["rules", "check", "{d}/list.yaml", "--board", "sim-node"], ""),
     (["rules", "check", "{d}/somedir"], "is a directory"),
+    (["rules", "check", "{d}/fifo"], "not a regular file"),
+    (["boards", "check", "/dev/zero"], "not a regular file"),
     (["rules", "disasm", "{d}/junk.bin"], ""),
     (["rules", "disasm", "{d}/somedir.bin"], "No such file"),
     (["boards", "check", "{d}/bin.toml"], "binary"),
