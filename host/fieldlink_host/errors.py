@@ -13,3 +13,12 @@ class FieldlinkError(Exception):
         self.message = message
         self.where = where
         super().__init__(f"{where}: {message}" if where else message)
+
+
+class FieldlinkTimeout(FieldlinkError, TimeoutError):
+    """Something did not happen in time (a board's output, a serial reply). A FieldlinkError for the CLI
+    and still a TimeoutError for callers that catch that."""
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised from a SIGTERM handler so that SIGTERM unwinds (and cleans up) exactly like Ctrl-C."""

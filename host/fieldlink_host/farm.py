@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from fieldlink_host.errors import FieldlinkError
+from fieldlink_host.fsio import from_os_error
 from fieldlink_host.uplink import UplinkClient
 from fieldlink_host.virtual import AirHub, VirtualBoard, start_air
 
@@ -145,7 +146,10 @@ class Farm:
         if self.workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="fieldlink-farm-")
             self.workdir = Path(self._tmp.name)
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise from_os_error(exc, self.workdir, "cannot create the farm directory") from None
         scenario = dict(self.scenario or default_scenario(self.nodes, self.seed))
         try:
             self.air = start_air(seed=self.seed)
@@ -173,7 +177,7 @@ class Farm:
                                  env={"FIELDLINK_STORE": str(d / "fl")})
                 b.start()
                 self.boards.append(b)
-        except Exception:
+        except BaseException:  # also Ctrl-C/SIGTERM while starting: stop what already runs
             self.stop()
             raise
         return self
@@ -232,22 +236,26 @@ def _board_config(board: str, options: Mapping[str, Any] | None) -> str | dict[s
     return cfg
 
 
-def format_message(msg: Mapping[str, Any], names: Mapping[str, str]) -> str | None:
-    """One human-readable line for an uplink message, or None for bookkeeping messages."""
+def _map(v: Any) -> Mapping[str, Any]:
+    return v if isinstance(v, Mapping) else {}
+
+
+def format_message(msg: Any, names: Mapping[str, str]) -> str | None:
+    """One human-readable line for an uplink message, or None for bookkeeping messages. Any shape of
+    message (a body that is a number, a list, missing keys) gives a line or None, never an exception."""
+    msg = _map(msg)
     t = msg.get("t")
     src = names.get(str(msg.get("from", "")), str(msg.get("from", "")))
+    d = _map(msg.get("d"))
     if t == "tel":
         # a batch holds several readings per sensor, oldest first: show the newest of each
         latest: dict[str, Mapping[str, Any]] = {}
         count = 0
-        for entry in msg.get("d", {}).get("r", []):
-            try:
-                sensor, values = entry[0], entry[1]
-            except (TypeError, IndexError, KeyError):
+        entries = d.get("r")
+        for entry in entries if isinstance(entries, list | tuple) else ():
+            if not isinstance(entry, list | tuple) or len(entry) < 2 or not isinstance(entry[1], Mapping):
                 continue
-            if not isinstance(values, Mapping):
-                continue
-            latest[str(sensor)] = values
+            latest[str(entry[0])] = entry[1]
             count += 1
         parts = []
         for sensor, values in latest.items():
@@ -256,10 +264,8 @@ def format_message(msg: Mapping[str, Any], names: Mapping[str, str]) -> str | No
             parts.append(f"{sensor}: {vals}")
         return f"{src:8} telemetry  {count:2} readings  rssi={msg.get('rssi')}  " + "; ".join(parts)
     if t == "evt":
-        d = msg.get("d", {})
         return f"{src:8} event      {d.get('ev')} severity={d.get('sev')} {d.get('d', '')}"
     if t == "nhb":
-        d = msg.get("d", {})
         return f"{src:8} heartbeat  up={d.get('up')}s boot={d.get('boot')} fw={d.get('fw')}"
     if t == "join":
         return f"{src:8} joined the gateway"

@@ -25,6 +25,7 @@ from fieldlink_host.boards import BOOTLOADER_OFFSET, PARTITION_TABLE_OFFSET, Boa
 from fieldlink_host.build import Bundle, build_bundle, bundle_payload_files, load_bundle
 from fieldlink_host.deploy import ACTIVE, LOADER_FILES, SLOT_ROOT, SLOTS
 from fieldlink_host.errors import FieldlinkError
+from fieldlink_host.fsio import check_output, from_os_error, read_bytes, user_errors
 
 BLOCK_SIZE = 4096
 LFS_READ_SIZE = 32
@@ -86,14 +87,27 @@ def build_fs_image(board: Board, bundle: Bundle) -> bytes:
     part = board.filesystem
     if part.size % BLOCK_SIZE:
         raise FieldlinkError(f"vfs partition size {part.size:#x} is not a multiple of {BLOCK_SIZE}")
+    from littlefs import LittleFSError
+
+    files = filesystem_files(bundle)
+    need = sum(len(d) for d in files.values())
+    too_big = FieldlinkError(f"the bundle ({need} bytes in {len(files)} files) does not fit the board's vfs "
+                             f"partition ({part.size} bytes with LittleFS overhead)", where=str(bundle.root))
+    if need > part.size:
+        raise too_big
     fs = _lfs(part.size // BLOCK_SIZE)
-    for path, data in sorted(filesystem_files(bundle).items()):
-        parent = path.rsplit("/", 1)[0] if "/" in path else ""
-        if parent:
-            fs.makedirs(parent, exist_ok=True)  # type: ignore[attr-defined]
-        with fs.open(path, "wb") as f:  # type: ignore[attr-defined]
-            f.write(data)
-    fs.unmount()  # type: ignore[attr-defined]
+    try:
+        for path, data in sorted(files.items()):
+            parent = path.rsplit("/", 1)[0] if "/" in path else ""
+            if parent:
+                fs.makedirs(parent, exist_ok=True)  # type: ignore[attr-defined]
+            with fs.open(path, "wb") as f:  # type: ignore[attr-defined]
+                f.write(data)
+        fs.unmount()  # type: ignore[attr-defined]
+    except LittleFSError as exc:
+        if exc.code == LittleFSError.Error.LFS_ERR_NOSPC:
+            raise too_big from None
+        raise FieldlinkError(f"cannot build the LittleFS image: {exc}", where=str(bundle.root)) from None
     data = bytes(fs.context.buffer)  # type: ignore[attr-defined]
     if len(data) != part.size:
         raise FieldlinkError(f"filesystem image is {len(data)} bytes, partition is {part.size}")
@@ -164,10 +178,7 @@ def build_image(board: Board | str, firmware: Path | str, out: Path | str | None
     b = load_board(board) if isinstance(board, str) else board
     chip = _chip_name(b)
     fw_path = Path(firmware)
-    try:
-        fw = fw_path.read_bytes()
-    except OSError as exc:
-        raise FieldlinkError(f"cannot read firmware: {exc.strerror}", where=str(fw_path)) from exc
+    fw = read_bytes(fw_path, "firmware")
     boot_src = ""
     boot: bytes | None = None
     merged = split_merged_firmware(fw)
@@ -175,10 +186,7 @@ def build_image(board: Board | str, firmware: Path | str, out: Path | str | None
         boot, fw = merged
         boot_src = f"{fw_path} [0x0]"
     if bootloader is not None:
-        try:
-            boot = Path(bootloader).read_bytes()
-        except OSError as exc:
-            raise FieldlinkError(f"cannot read bootloader: {exc.strerror}", where=str(bootloader)) from exc
+        boot = read_bytes(bootloader, "bootloader")
         boot_src = str(bootloader)
     if boot is None:
         raise FieldlinkError("no bootloader: pass --bootloader BOOTLOADER.bin (from the ESP-IDF/MicroPython "
@@ -217,7 +225,10 @@ def build_image(board: Board | str, firmware: Path | str, out: Path | str | None
         Region("filesystem", vfs.offset, len(fs), f"{bun.root} -> vfs (LittleFS v2)"),
     )
     out_path = Path(out) if out is not None else Path("build") / f"{b.name}-image.bin"
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    if out is None:
+        with user_errors(out_path.parent, "cannot create the output directory"):
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+    check_output(out_path, "image")
     if progress:
         progress("merge")
     merge(chip, [(r.offset, blob) for r, blob in zip(regions, (boot, table, fw, fs), strict=True)], out_path,
@@ -234,8 +245,11 @@ def merge(chip: str, parts: list[tuple[int, bytes]], out: Path, flash_size: str 
     for (o1, d1), (o2, _) in zip(ordered, ordered[1:], strict=False):
         if o1 + len(d1) > o2:
             raise FieldlinkError(f"regions overlap: {o1:#x}+{len(d1):#x} > {o2:#x}")
+    check_output(out, "image")
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # esptool prints hints; we print the layout
             esptool.cmds.merge_bin([(o, d) for o, d in ordered], chip, output=str(out), flash_size=flash_size)
+    except OSError as exc:
+        raise from_os_error(exc, out, "cannot write image") from None
     except Exception as exc:
         raise FieldlinkError(f"esptool merge-bin failed: {exc}") from exc

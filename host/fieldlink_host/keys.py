@@ -10,7 +10,6 @@ The key id is the first 8 bytes of SHA-256 over the raw 32-byte public key, as 1
 from __future__ import annotations
 
 import hashlib
-import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from fieldlink_host.errors import FieldlinkError
+from fieldlink_host.fsio import read_bytes, user_errors, write_bytes
 
 PRIVATE_SUFFIX = ".key"
 PUBLIC_SUFFIX = ".pub"
@@ -58,7 +58,10 @@ def new_keypair(out_dir: Path | str, name: str = "fieldlink") -> KeyPairFiles:
     d = Path(out_dir)
     if not name or "/" in name or name.startswith("."):
         raise FieldlinkError(f"invalid key name {name!r}")
-    d.mkdir(parents=True, exist_ok=True)
+    if d.exists() and not d.is_dir():
+        raise FieldlinkError("--out must be a directory, this is a file", where=str(d))
+    with user_errors(d, "cannot create the key directory"):
+        d.mkdir(parents=True, exist_ok=True)
     priv_path = d / f"{name}{PRIVATE_SUFFIX}"
     pub_path = d / f"{name}{PUBLIC_SUFFIX}"
     for p in (priv_path, pub_path):
@@ -69,28 +72,17 @@ def new_keypair(out_dir: Path | str, name: str = "fieldlink") -> KeyPairFiles:
                             serialization.NoEncryption())
     pub_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
                                             serialization.PublicFormat.SubjectPublicKeyInfo)
+    write_bytes(priv_path, pem, "private key", mode=0o600, exclusive=True)  # 0600 independent of the umask
     try:
-        fd = os.open(priv_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError as exc:
-        raise FieldlinkError("refusing to overwrite an existing key file", where=str(priv_path)) from exc
-    with os.fdopen(fd, "wb") as f:
-        os.fchmod(f.fileno(), 0o600)  # independent of the umask
-        f.write(pem)
-    try:
-        fd = os.open(pub_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError as exc:
+        write_bytes(pub_path, pub_pem, "public key", mode=0o644, exclusive=True)
+    except FieldlinkError:
         priv_path.unlink()
-        raise FieldlinkError("refusing to overwrite an existing key file", where=str(pub_path)) from exc
-    with os.fdopen(fd, "wb") as f:
-        f.write(pub_pem)
+        raise
     return KeyPairFiles(priv_path, pub_path, key_id(key.public_key()))
 
 
 def _read(path: Path | str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise FieldlinkError(f"cannot read key: {exc.strerror}", where=str(path)) from exc
+    return read_bytes(path, "key", limit=1 << 16)
 
 
 def load_private_key(path: Path | str) -> Ed25519PrivateKey:

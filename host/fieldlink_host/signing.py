@@ -20,6 +20,7 @@ from cryptography.exceptions import InvalidSignature
 
 from fieldlink_host.build import MANIFEST, load_bundle, verify_bundle_files
 from fieldlink_host.errors import FieldlinkError
+from fieldlink_host.fsio import read_bytes, read_text, write_bytes, write_text
 from fieldlink_host.keys import key_id, load_private_key, load_public_key
 
 OTA_FORMAT = 1
@@ -54,13 +55,25 @@ def _counter_file(key_path: Path) -> Path:
     return key_path.with_name(key_path.name + ".counter")
 
 
+def last_counter(key_path: Path) -> int | None:
+    """The last counter used with a key (``KEY.counter``), None if none was recorded yet.
+
+    A counter file that exists but does not hold one decimal number in 0..MAX_COUNTER is refused:
+    the anti-downgrade counter must never silently restart."""
+    f = _counter_file(key_path)
+    if not f.exists() and not f.is_symlink():
+        return None
+    text = read_text(f, "counter file", limit=64).strip()
+    if not text.isdigit() or not text.isascii() or int(text) > MAX_COUNTER:
+        raise FieldlinkError(f"counter file must hold one number 0..{MAX_COUNTER}, got {text[:20]!r}; "
+                             "fix it by hand (never lower it)", where=str(f))
+    return int(text)
+
+
 def next_counter(key_path: Path) -> int:
     """The next anti-downgrade counter for a key: one more than the last one recorded next to it."""
-    f = _counter_file(key_path)
-    try:
-        return int(f.read_text().strip()) + 1
-    except (OSError, ValueError):
-        return 1
+    last = last_counter(key_path)
+    return 1 if last is None else last + 1
 
 
 def sign(target: Path | str, key_path: Path | str, *, kind: str | None = None, board: str | None = None,
@@ -92,11 +105,12 @@ def sign(target: Path | str, key_path: Path | str, *, kind: str | None = None, b
             raise FieldlinkError("a payload file needs --board")
         if not version:
             raise FieldlinkError("a payload file needs --version")
+    prev = last_counter(kp)
     if counter is None:
-        counter = next_counter(kp)
+        counter = 1 if prev is None else prev + 1
     if not 0 <= counter <= MAX_COUNTER:
         raise FieldlinkError(f"counter must be 0..{MAX_COUNTER}, got {counter}")
-    data = payload.read_bytes()
+    data = read_bytes(payload, "payload")
     manifest: dict[str, Any] = {
         "fieldlink_ota": OTA_FORMAT,
         "kind": kind,
@@ -110,15 +124,11 @@ def sign(target: Path | str, key_path: Path | str, *, kind: str | None = None, b
     }
     encoded = encode_manifest(manifest)
     sig = key.sign(encoded)
-    mpath.write_bytes(encoded)
-    spath.write_bytes(sig)
-    cf = _counter_file(kp)
-    try:
-        prev = int(cf.read_text().strip())
-    except (OSError, ValueError):
-        prev = -1
-    if counter > prev:
-        cf.write_text(f"{counter}\n")
+    # the counter first: a crash after it leaves a gap, never a reused counter
+    if prev is None or counter > prev:
+        write_text(_counter_file(kp), f"{counter}\n", "counter file")
+    write_bytes(mpath, encoded, "signed manifest")
+    write_bytes(spath, sig, "signature")
     return Signed(manifest, mpath, spath)
 
 
@@ -134,17 +144,17 @@ def verify(target: Path | str, pub_path: Path | str, *, board: str | None = None
     if not t.exists():
         raise FieldlinkError("path not found", where=str(t))
     payload, mpath, spath = signature_paths(t)
-    try:
-        encoded = mpath.read_bytes()
-        sig = spath.read_bytes()
-    except OSError as exc:
-        raise FieldlinkError(f"not signed ({exc.strerror})", where=str(exc.filename)) from exc
+    for p in (mpath, spath):
+        if not p.is_file():
+            raise FieldlinkError("not signed (file missing)", where=str(p))
+    encoded = read_bytes(mpath, "signed manifest", limit=1 << 16)
+    sig = read_bytes(spath, "signature", limit=1 << 10)
     pub = load_public_key(pub_path)
     if len(sig) != SIG_LEN:
         raise FieldlinkError(f"signature must be {SIG_LEN} bytes, got {len(sig)}", where=str(spath))
     try:
         claimed = json.loads(encoded)
-    except ValueError:
+    except (ValueError, RecursionError):
         claimed = None
     if isinstance(claimed, dict) and claimed.get("key_id") not in (None, key_id(pub)):
         raise FieldlinkError(f"signed with key {claimed.get('key_id')}, not with {key_id(pub)} ({pub_path})",
@@ -170,7 +180,7 @@ def verify(target: Path | str, pub_path: Path | str, *, board: str | None = None
         raise FieldlinkError(f"signed for board {m['board']!r}, not {board!r}", where=str(mpath))
     if min_counter is not None and m["counter"] < min_counter:
         raise FieldlinkError(f"counter {m['counter']} is below {min_counter} (downgrade)", where=str(mpath))
-    data = payload.read_bytes()
+    data = read_bytes(payload, "payload")
     if len(data) != m["size"] or hashlib.sha256(data).hexdigest() != m["sha256"]:
         raise FieldlinkError("payload does not match the signed size/sha256", where=str(payload))
     if t.is_dir():

@@ -63,6 +63,9 @@ class UplinkStats:
     gateway_boots: int = 0
     tel_duplicates: int = 0
     decoder: dict[str, int] = field(default_factory=dict)
+    #: payloads whose handling raised (any exception): counted, skipped, the last one kept for reports
+    reader_errors: int = 0
+    last_reader_error: str = ""
 
 
 def encode_message(msg: dict[str, Any]) -> bytes:
@@ -248,7 +251,12 @@ class UplinkClient:
             if data:
                 for payload in self._dec.feed(data):
                     self.stats.frames += 1
-                    s = self._payload(payload)
+                    try:
+                        s = self._payload(payload)
+                    except Exception as exc:  # noqa: BLE001 - the reader survives any payload
+                        self.stats.reader_errors += 1
+                        self.stats.last_reader_error = f"{type(exc).__name__}: {exc}"[:200]
+                        continue
                     top = max(top, s)
             if top and self.auto_ack:
                 try:
@@ -288,7 +296,8 @@ class UplinkClient:
     def _payload(self, payload: bytes) -> int:
         try:
             msg = decode_payload(payload)
-        except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+        except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+            # TypeError: a map key msgpack cannot hash (e.g. an array key, 81 90 00)
             self.stats.bad_msgpack += 1
             return 0
         if msg is None:
@@ -296,6 +305,9 @@ class UplinkClient:
             return 0
         g = msg.get("g")
         s = msg.get("s")
+        if not isinstance(g, int | str | None) or isinstance(s, bool):
+            self.stats.bad_msg += 1
+            return 0
         if isinstance(s, int):
             if g != self._gw_boot:
                 if self._gw_boot is not None:

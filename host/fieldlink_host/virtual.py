@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import socket
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from fieldlink_host.errors import FieldlinkError
+from fieldlink_host.errors import FieldlinkError, FieldlinkTimeout
 from fieldlink_host.paths import SIM_DIR, micropython_binary, micropython_path
 
 #: exit codes of a board process (device/sim/simboard.py)
@@ -53,8 +54,9 @@ def _drain(stream: Any, sink: list[str], cond: threading.Condition, echo: str | 
 class AirHub:
     """A running air hub process and its tiny JSON control API."""
 
-    def __init__(self, proc: subprocess.Popen[str], port: int, host: str = "127.0.0.1") -> None:
+    def __init__(self, proc: subprocess.Popen[str], port: int, host: str = "127.0.0.1", token: str = "") -> None:
         self.proc = proc
+        self.token = token  # the hub refuses control messages without it (only this launcher knows it)
         self.port = port
         self.host = host
         self.lines: list[str] = []
@@ -68,14 +70,18 @@ class AirHub:
     def control(self, msg: Mapping[str, Any], timeout: float = 2.0) -> dict[str, Any]:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.settimeout(timeout)
-            s.sendto(json.dumps(dict(msg)).encode(), (self.host, self.port))
+            s.sendto(json.dumps({**dict(msg), "token": self.token}).encode(), (self.host, self.port))
             try:
                 data, _ = s.recvfrom(65536)
             except TimeoutError as exc:
                 raise FieldlinkError(f"air hub at {self.address} did not answer {msg.get('op')!r}") from exc
-        reply: dict[str, Any] = json.loads(data)
-        if not reply.get("ok"):
-            raise FieldlinkError(f"air hub refused {msg.get('op')!r}: {reply.get('error')}")
+        try:
+            reply: dict[str, Any] = json.loads(data)
+        except ValueError:
+            reply = {}
+        if not isinstance(reply, dict) or not reply.get("ok"):
+            raise FieldlinkError(f"air hub refused {msg.get('op')!r}: "
+                                 f"{reply.get('error') if isinstance(reply, dict) else reply!r}")
         return reply
 
     def set_link(self, src: str = "*", dst: str = "*", **params: float) -> None:
@@ -144,7 +150,9 @@ def start_air(port: int = 0, seed: int = 1, runtime: str = "python", echo: bool 
         cmd = [micropython_binary(), str(SIM_DIR / "air.py"), *args]
     else:
         raise FieldlinkError(f"unknown air runtime {runtime!r} (python or micropython)")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    token = secrets.token_hex(16)
+    env = {**os.environ, "FIELDLINK_AIR_TOKEN": token}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env)
     assert proc.stdout is not None
     first = proc.stdout.readline()
     m = re.match(r"air: listening on ([\d.]+):(\d+)", first)
@@ -152,7 +160,7 @@ def start_air(port: int = 0, seed: int = 1, runtime: str = "python", echo: bool 
         rest = proc.stdout.read() if proc.poll() is not None else ""
         proc.kill()
         raise FieldlinkError(f"air hub did not start: {(first + rest).strip()}")
-    hub = AirHub(proc, int(m.group(2)), m.group(1))
+    hub = AirHub(proc, int(m.group(2)), m.group(1), token)
     threading.Thread(target=_drain, args=(proc.stdout, hub.lines, hub._cond, "air" if echo else None),
                      daemon=True).start()
     return hub
@@ -345,7 +353,7 @@ class VirtualBoard:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     tail = "\n".join(self.lines[-20:])
-                    raise TimeoutError(f"{self.dir.name}: no line matching {match!r} within {timeout}s; "
+                    raise FieldlinkTimeout(f"{self.dir.name}: no line matching {match!r} within {timeout}s; "
                                        f"last output:\n{tail}")
                 self._cond.wait(min(left, 0.2))
 
@@ -354,7 +362,7 @@ class VirtualBoard:
         if self._supervisor is not None:
             self._supervisor.join(timeout)
             if self._supervisor.is_alive():
-                raise TimeoutError(f"{self.dir.name} still running after {timeout}s")
+                raise FieldlinkTimeout(f"{self.dir.name} still running after {timeout}s")
         rc = self.returncode
         return -1 if rc is None else rc
 

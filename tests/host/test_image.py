@@ -70,7 +70,8 @@ def test_fs_image_mounts_and_holds_the_bundle(s3_bundle: Path) -> None:
     data = build_fs_image(board, __import__("fieldlink_host.build", fromlist=["x"]).load_bundle(s3_bundle))
     assert len(data) == board.filesystem.size
     files = _mount_independently(data)
-    bundle_files = {p.relative_to(s3_bundle).as_posix(): p.read_bytes() for p in s3_bundle.rglob("*") if p.is_file()}
+    bundle_files = {p.relative_to(s3_bundle).as_posix(): p.read_bytes() for p in s3_bundle.rglob("*")
+                    if p.is_file() and p.name != ".fieldlink-build"}  # the build's marker is not deployed
     assert {k[len("fl/a/"):]: v for k, v in files.items() if k.startswith("fl/a/")} == bundle_files
     assert files["fl/active"] == b"a\n"
     assert files["boot.py"] == LOADER_FILES["boot.py"] and files["main.py"] == LOADER_FILES["main.py"]

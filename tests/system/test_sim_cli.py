@@ -87,3 +87,49 @@ def test_fieldlink_sim_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     assert "Traceback" not in rest, rest
     time.sleep(0.5)
     assert _processes_mentioning(str(work)) == [], "board processes left behind"
+
+
+def _processes_with_env(marker: str) -> list[str]:
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or d.name == str(os.getpid()):
+            continue
+        try:
+            if marker.encode() in (d / "environ").read_bytes():
+                found.append(f"{d.name}: {(d / 'cmdline').read_bytes()[:120]!r}")
+        except OSError:
+            continue
+    return found
+
+
+def test_fieldlink_sim_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    # SIGTERM to the fieldlink process alone (like `kill PID` or a service manager): the air hub and
+    # every board process stop, the temporary farm directory is removed
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    marker = f"FIELDLINK_TEST_MARK={os.getpid()}-{time.monotonic_ns()}"
+    env = {**os.environ, "TMPDIR": str(tmp), marker.split("=")[0]: marker.split("=")[1]}
+    proc = subprocess.Popen([sys.executable, "-m", "fieldlink_host", "sim", "--nodes", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
+    assert proc.stdout is not None
+    lines = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "joined the gateway" in line or "telemetry" in line:
+            break
+    assert len(_processes_with_env(marker)) >= 3, "".join(lines)  # fieldlink, air hub, gateway, node
+    assert list(tmp.iterdir()), "the farm should have a temporary directory"
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 143, "".join(lines) + rest
+    assert "Traceback" not in rest and "fieldlink: terminated" in rest, rest
+    end = time.monotonic() + 10
+    while _processes_with_env(marker) and time.monotonic() < end:
+        time.sleep(0.2)
+    assert _processes_with_env(marker) == [], "processes left behind"
+    assert list(tmp.iterdir()) == [], "temporary directories left behind"

@@ -15,6 +15,11 @@ from fieldlink.link.peers import SEC_ESPNOW, SEC_NONE
 from fieldlink.runtime.store import read_json, remove, write_json
 
 
+def _channel(c):
+    """A Wi-Fi channel number as a peer may announce it (beacons, JOIN_ACCEPT): an int 1..14."""
+    return type(c) is int and 1 <= c <= 14
+
+
 class NodeLink(PairingLink):
     """Node role: one gateway, found by scanning, remembered in <store>/pair.json."""
 
@@ -94,7 +99,7 @@ class NodeLink(PairingLink):
             return
         if t == T_BEACON:
             self.count("beacons_rx")
-            if len(obj) < 4:
+            if len(obj) < 4 or not _channel(obj[1]):
                 self.count("bad_msgpack")
                 return
             if src == self.gateway:
@@ -103,8 +108,11 @@ class NodeLink(PairingLink):
             if want is not None and ((want == b"open" and obj[3]) or want == src):
                 self._beacon = (src, obj[1])
         elif self._join is not None and src == self._join[0] and 1 <= h.msgid <= self._join[2]:
-            if t == T_JOIN_ACCEPT and len(obj) >= 4 and isinstance(obj[1], bytes):
+            if (t == T_JOIN_ACCEPT and len(obj) >= 4 and isinstance(obj[1], bytes) and type(obj[2]) is int
+                    and _channel(obj[3])):
                 self._reply = obj
+            elif t == T_JOIN_ACCEPT:
+                self.count("bad_msgpack")
             elif t == T_JOIN_REFUSED:
                 self.count("join_refused")
                 self._reply = obj

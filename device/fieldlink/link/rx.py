@@ -168,10 +168,16 @@ class Receiver:
                 return
             body = data
         try:
-            st, res = mpack.unpackb(body)
+            ack = mpack.unpackb(body)
         except (ValueError, TypeError):
             self.count("bad_msgpack")
             return
+        # an ACK is [status u8, result]; anything else (a non-integer status, a map, a short list)
+        # is counted and dropped, so send() only ever sees integer statuses (no TypeError)
+        if not isinstance(ack, (list, tuple)) or len(ack) != 2 or type(ack[0]) is not int or not 0 <= ack[0] <= 255:
+            self.count("bad_msgpack")
+            return
+        st, res = ack
         self.count("acks_rx")
         self._finish(tx, st, res)
 

@@ -16,6 +16,14 @@ DEFAULT_PATH = "/rules.bin"
 _OPS = ("", "on", "off")
 
 
+def _number(x):
+    """A finite int or float (bool counts as 0/1). x - x is 0 only for finite numbers."""
+    t = type(x)
+    if t is int or t is bool:
+        return True
+    return t is float and x - x == 0.0
+
+
 def _exists(path):
     try:
         os.stat(path)
@@ -33,6 +41,7 @@ class RuleEngine:
         self.pending = None
         self.last_error = None
         self.swaps = 0
+        self.bad_readings = 0  # readings refused by set_input (NaN, infinite, not a number)
         self.uptime = 0
         self.tod_source = None  # optional callable() -> ms since local midnight, or None
         self._last_now = None
@@ -111,6 +120,10 @@ class RuleEngine:
         k = vm.kinds[i]
         if k == O.IN_RELAY or k == O.IN_FLAG:
             v = 1 if value else 0
+        elif not _number(value):
+            # NaN, an infinity, a string...: refuse this reading (counted), the rules run on the others
+            self.bad_readings += 1
+            return False
         else:
             v = O.to_fixed(value)
         vm.set_input(i, v, now_ms)
@@ -128,6 +141,9 @@ class RuleEngine:
         return v if k == O.IN_RELAY or k == O.IN_FLAG else v / O.SCALE
 
     def _feed(self, readings, now):
+        if not isinstance(readings, dict):
+            self.bad_readings += 1
+            return
         for key in readings:
             val = readings[key]
             if isinstance(val, dict):
@@ -138,8 +154,10 @@ class RuleEngine:
                     v = val.get(q)
                     if v is not None:
                         self.set_input(i, v, now)
-            else:
+            elif isinstance(key, (str, int)) and not isinstance(key, bool):
                 self.set_input(key, val, now)
+            else:
+                self.bad_readings += 1
 
     # ---------------------------------------------------------------- ticking
     def _swap(self):
@@ -165,6 +183,8 @@ class RuleEngine:
             self._feed(readings, now_ms)
         if tod_ms is None and self.tod_source is not None:
             tod_ms = self.tod_source()
+        if tod_ms is not None and type(tod_ms) is not int:
+            tod_ms = int(tod_ms) if _number(tod_ms) else None
         n = vm.run(now_ms, O.NONE if tod_ms is None else tod_ms % O.DAY_MS, self.uptime)
         return self.actions(n)
 
@@ -191,7 +211,7 @@ class RuleEngine:
     def info(self):
         p = self.prog
         d = {"loaded": p is not None, "swaps": self.swaps, "pending": self.pending is not None,
-             "error": self.last_error}
+             "error": self.last_error, "bad_readings": self.bad_readings}
         if p is not None:
             d["rules"] = len(p.rule_names)
             d["size"] = len(p.raw)

@@ -5,6 +5,9 @@
 #   out   actions of the current tick, 4 words each: kind, operand, arg, rule index
 # run() allocates nothing on the heap (tested with micropython.heap_lock on the unix port), provided
 # values stay small ints (always true on 64-bit ports; see docs/rules.md for 32-bit MUL/DIV/rate/avg).
+# Number model (docs/rules.md "Numbers"): every value is NONE or in [-MAXV, MAXV]; PUSHK, initial
+# values, SYS and every arithmetic/aggregate result saturate into that range, so no value ever wraps
+# in the int32 arrays (CPython would raise OverflowError, MicroPython would wrap silently).
 from array import array
 
 from fieldlink.rules import opcodes as O
@@ -22,6 +25,17 @@ _MAXV = const(0x3FFFFFFF)
 _NONE = const(-0x40000000)
 _SCALE = const(1000)
 _MAXDUR = const(86400000)
+
+
+def _sat(v):
+    """NONE stays NONE; anything else is saturated to [-MAXV, MAXV]."""
+    if v == _NONE:
+        return v
+    if v > _MAXV:
+        return _MAXV
+    if v < -_MAXV:
+        return -_MAXV
+    return v
 
 
 def _zeros(n):
@@ -58,8 +72,9 @@ class VM:
         for i in range(self.n_in):
             init = prog.input_init[i]
             if init != O.NO_INIT:
-                st[3 * i] = prog.consts[init]
-                st[3 * i + 2] = O.F_VALID
+                v = _sat(prog.consts[init])
+                st[3 * i] = v
+                st[3 * i + 2] = 0 if v == _NONE else O.F_VALID
 
     def set_input(self, i, value, now):
         """Store a new fixed-point reading for input i taken at now (ms); marks it fresh."""
@@ -81,8 +96,8 @@ class VM:
         Returns the number of actions (entries of 4 words in self.out)."""
         now &= _MASK
         self.now = now
-        self.tod = tod
-        self.uptime = uptime if uptime < _MAXV else _MAXV
+        self.tod = _sat(tod)
+        self.uptime = 0 if uptime < 0 else (uptime if uptime < _MAXV else _MAXV)
         st = self.st
         n_in = self.n_in
         first = not self.started
@@ -185,8 +200,14 @@ class VM:
                 s[sp] = st[o] if st[o + 2] & 1 else _NONE
                 sp += 1
                 pc += 2
-            elif op == 0x01:  # PUSHK
-                s[sp] = k[code[pc + 1]]
+            elif op == 0x01:  # PUSHK: the constant saturated (NONE stays NONE)
+                v = k[code[pc + 1]]
+                if v != _NONE:
+                    if v > _MAXV:
+                        v = _MAXV
+                    elif v < -_MAXV:
+                        v = -_MAXV
+                s[sp] = v
                 sp += 1
                 pc += 2
             elif op == 0x02:  # PUSHS

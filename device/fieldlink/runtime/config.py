@@ -54,7 +54,7 @@ def validate(cfg, where="board.json"):
 def parse(text, where="board.json"):
     try:
         cfg = json.loads(text)
-    except ValueError as e:
+    except (ValueError, RuntimeError, MemoryError) as e:  # RuntimeError: nested too deeply
         raise ConfigError("%s: not valid JSON (%s)" % (where, e))
     return validate(cfg, where)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from fieldlink_host.boards import list_boards, load_board_file
+from fieldlink_host.errors import FieldlinkError
 
 EXAMPLES = """examples:
   fieldlink boards                          list the shipped boards
@@ -16,7 +17,7 @@ EXAMPLES = """examples:
 def _run(args: argparse.Namespace) -> int:
     if args.action == "check":
         if not args.file:
-            raise SystemExit("fieldlink boards check: FILE is required")
+            raise FieldlinkError("boards check needs FILE")
         board = load_board_file(args.file)
         print(f"{args.file}: ok ({board.name}, {board.chip}, {board.role}, "
               f"{len(board.relays)} relays, {len(board.sensors)} sensors)")
@@ -24,6 +25,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.action == "show":
         from fieldlink_host.boards import load_board
 
+        if not args.file:
+            raise FieldlinkError("boards show needs a board name or FILE")
         print(load_board(args.file).device_json().decode())
         return 0
     for b in list_boards():

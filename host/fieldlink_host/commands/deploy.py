@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fieldlink_host.deploy import VIAS, deploy
+from fieldlink_host.deploy import EXCHANGE_TIMEOUT, VIAS, deploy
 from fieldlink_host.progress import Progress
 
 EXAMPLES = """examples:
@@ -28,7 +28,7 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         res = deploy(args.port, args.bundle, via=args.via, board=args.board, reset=not args.no_reset,
-                     force=args.force, baud=args.baud, progress=progress)
+                     force=args.force, baud=args.baud, progress=progress, timeout=args.timeout)
     finally:
         if bar is not None:
             bar.close()
@@ -47,4 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--no-reset", action="store_true", help="do not soft-reset the board afterwards")
     p.add_argument("--force", action="store_true", help="replace an app built for another board")
     p.add_argument("--baud", type=int, default=115200, help="baud rate for UART bridges (default 115200)")
+    p.add_argument("--timeout", type=float, default=EXCHANGE_TIMEOUT, metavar="S",
+                   help=f"give up when one serial exchange gets no valid answer for S seconds "
+                        f"(default {EXCHANGE_TIMEOUT:g})")
     p.set_defaults(func=_run)

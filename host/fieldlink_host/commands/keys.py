@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fieldlink_host.errors import FieldlinkError
 from fieldlink_host.keys import key_info, new_keypair
 
 EXAMPLES = """examples:
@@ -18,14 +19,14 @@ Existing key files are never overwritten.
 def _run(args: argparse.Namespace) -> int:
     if args.action == "new":
         if args.out is None:
-            raise SystemExit("fieldlink keys new: --out DIR is required")
+            raise FieldlinkError("keys new needs --out DIR")
         kp = new_keypair(args.out, args.name)
         print(f"private key: {kp.private} (mode 0600, keep it secret)")
         print(f"public key:  {kp.public}")
         print(f"key id:      {kp.key_id}")
         return 0
     if not args.file:
-        raise SystemExit("fieldlink keys show: FILE is required")
+        raise FieldlinkError("keys show needs FILE")
     info = key_info(args.file)
     print(f"file:       {info.path} ({info.kind} key, Ed25519)")
     print(f"key id:     {info.key_id}")

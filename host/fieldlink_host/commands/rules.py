@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from fieldlink_host.errors import FieldlinkError
+from fieldlink_host.fsio import read_bytes, read_text, write_bytes, write_text
 
 EXAMPLES = """examples:
   fieldlink rules check examples/greenhouse.rules.yaml --board sim-node
@@ -21,10 +22,7 @@ def _program(path: str, board: str | None) -> bytes:
 
     p = Path(path)
     if p.suffix == ".bin":
-        try:
-            return p.read_bytes()
-        except OSError as exc:
-            raise FieldlinkError(f"cannot read program: {exc.strerror}", where=path) from exc
+        return read_bytes(p, "program", limit=1 << 16)
     return compile_file(p, board).program
 
 
@@ -38,7 +36,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.action == "compile":
         c = compile_file(args.file, args.board)
         out = Path(args.output or Path(args.file).with_suffix("").with_suffix(".rules.bin"))
-        out.write_bytes(c.program)
+        write_bytes(out, c.program, "program")
         if args.listing:
             print("\n".join(c.listing))
         print(f"{out}: {len(c.program)} bytes, {len(c.rule_order)} rules", file=sys.stderr)
@@ -59,12 +57,12 @@ def _run(args: argparse.Namespace) -> int:
     log = simulate_csv(prog, args.csv, args.start)
     text = "".join(log)
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        write_text(args.output, text, "action log")
     else:
         sys.stdout.write(text)
     if args.html:
-        lines = Path(args.csv).read_text(encoding="utf-8").splitlines()
-        Path(args.html).write_text(html_report(f"{args.file} on {args.csv}", lines, log), encoding="utf-8")
+        lines = read_text(args.csv, "CSV").splitlines()
+        write_text(args.html, html_report(f"{args.file} on {args.csv}", lines, log), "HTML report")
     return 0
 
 

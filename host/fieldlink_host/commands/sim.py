@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import math
+import signal
 from pathlib import Path
 
+from fieldlink_host.errors import FieldlinkError, Terminated
 from fieldlink_host.farm import run_farm
 
 EXAMPLES = """examples:
@@ -15,9 +18,32 @@ EXAMPLES = """examples:
 """
 
 
+def _terminate(_sig: int, _frame: object) -> None:
+    # SIGTERM cleans up exactly like Ctrl-C: the Farm context manager stops every board and the air
+    # hub and removes the temporary workdir on the way out
+    raise Terminated
+
+
 def _run(args: argparse.Namespace) -> int:
-    summary = run_farm(nodes=args.nodes, seconds=args.seconds, seed=args.seed, loss=args.loss,
-                       workdir=Path(args.workdir) if args.workdir else None, echo=args.echo)
+    if args.seconds is not None and not (math.isfinite(args.seconds) and args.seconds > 0):
+        raise FieldlinkError(f"--seconds must be a positive number, got {args.seconds}")
+    if not (math.isfinite(args.loss) and 0.0 <= args.loss <= 1.0):
+        raise FieldlinkError(f"--loss must be between 0 and 1, got {args.loss}")
+    if args.workdir is not None:
+        from fieldlink_host.fsio import user_errors
+
+        with user_errors(args.workdir, "cannot use the work directory"):
+            Path(args.workdir).mkdir(parents=True, exist_ok=True)
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread (library use): the caller handles signals
+        previous = None
+    try:
+        summary = run_farm(nodes=args.nodes, seconds=args.seconds, seed=args.seed, loss=args.loss,
+                           workdir=Path(args.workdir) if args.workdir else None, echo=args.echo)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0 if all(summary.telemetry.values()) or args.nodes == 0 else 3
 
 

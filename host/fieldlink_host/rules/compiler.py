@@ -545,7 +545,10 @@ def compile_rules(rf: RuleFile, board: str | Board | None = None) -> Compiled:
         b = board
     else:
         b = load_board(board)
-    return Compiler(rf, b).compile()
+    try:
+        return Compiler(rf, b).compile()
+    except RecursionError:
+        raise RulesError(rf.loc, "an expression is too long or nested too deeply to compile") from None
 
 
 def compile_text(text: str, board: str | Board | None = None, path: str = "<rules>") -> Compiled:

@@ -15,6 +15,7 @@ import yaml
 from fieldlink.rules import opcodes as O
 
 from fieldlink_host.errors import FieldlinkError
+from fieldlink_host.fsio import check_yaml_depth, read_text
 
 
 @dataclass(frozen=True)
@@ -246,12 +247,26 @@ class Tok:
     value: int = 0
 
 
+#: deepest nesting of parentheses/calls/unary operators in one expression
+MAX_NESTING = 32
+#: longest expression text (characters); a longer one cannot fit the VM's program limits anyway
+MAX_EXPR_CHARS = 4000
+
+
 class ExprParser:
     def __init__(self, text: str, locate: object) -> None:
         self.text = text
         self.locate = locate  # callable(offset) -> Loc
         self.toks = self._tokenize()
         self.i = 0
+        self.depth = 0
+
+    def _nest(self, loc: Loc) -> None:
+        """Parentheses, calls, unary minus and 'not' nest; the VM's stack is 16 deep, so anything
+        deeper than MAX_NESTING could never run and would only exhaust Python's recursion."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise RulesError(loc, f"expression nested more than {MAX_NESTING} levels deep")
 
     def _at(self, off: int) -> Loc:
         return self.locate(off)  # type: ignore[operator,no-any-return]
@@ -325,9 +340,11 @@ class ExprParser:
         return e
 
     def or_(self) -> Expr:
+        self._nest(self.peek().loc)
         e = self.and_()
         while (t := self.accept("or")) is not None:
             e = Binary(t.loc, "or", e, self.and_())
+        self.depth -= 1
         return e
 
     def and_(self) -> Expr:
@@ -339,7 +356,10 @@ class ExprParser:
     def not_(self) -> Expr:
         t = self.accept("not")
         if t is not None:
-            return Unary(t.loc, "not", self.not_())
+            self._nest(t.loc)
+            e: Expr = Unary(t.loc, "not", self.not_())
+            self.depth -= 1
+            return e
         return self.cmp()
 
     def cmp(self) -> Expr:
@@ -380,7 +400,10 @@ class ExprParser:
     def unary(self) -> Expr:
         t = self.accept("-")
         if t is not None:
-            return Unary(t.loc, "-", self.unary())
+            self._nest(t.loc)
+            e: Expr = Unary(t.loc, "-", self.unary())
+            self.depth -= 1
+            return e
         return self.primary()
 
     def primary(self) -> Expr:
@@ -419,6 +442,8 @@ class RulesParser(_Doc):
         if not isinstance(node, yaml.ScalarNode):
             raise RulesError(self.loc(node), f"{what} must be an expression string")
         text = str(node.value)
+        if len(text) > MAX_EXPR_CHARS:
+            raise RulesError(self.loc(node), f"{what} is longer than {MAX_EXPR_CHARS} characters")
         sm, em = node.start_mark, node.end_mark
         style = node.style
         exact = sm.line == em.line and style in (None, "", '"', "'") and "\\" not in text
@@ -544,6 +569,7 @@ class RulesParser(_Doc):
 
 
 def parse_text(text: str, path: str = "<rules>") -> RuleFile:
+    check_yaml_depth(text, path)
     try:
         root = yaml.compose(text)
     except yaml.MarkedYAMLError as exc:
@@ -552,15 +578,12 @@ def parse_text(text: str, path: str = "<rules>") -> RuleFile:
         raise RulesError(loc, f"invalid YAML: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
         raise RulesError(Loc(path, 1, 1), f"invalid YAML: {exc}") from None
-    return RulesParser(path).parse(root)
+    try:
+        return RulesParser(path).parse(root)
+    except RecursionError:
+        raise RulesError(Loc(path, 1, 1), "rules nested too deeply") from None
 
 
 def parse_file(path: str | Path) -> RuleFile:
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise FieldlinkError(f"cannot read rules file: {exc.strerror}", where=str(p)) from exc
-    except UnicodeDecodeError:
-        raise FieldlinkError("rules file is not UTF-8 text", where=str(p)) from None
-    return parse_text(text, str(p))
+    return parse_text(read_text(p, "rules file", limit=1 << 20), str(p))

@@ -11,6 +11,7 @@ from fieldlink.rules.verify import VerifyError
 from fieldlink_sim.rules_replay import ReplayError, parse_tod, replay
 
 from fieldlink_host.errors import FieldlinkError
+from fieldlink_host.fsio import read_text
 
 
 def simulate_lines(program: bytes, lines: list[str], start_tod: str | None = None) -> list[str]:
@@ -31,10 +32,7 @@ def simulate_lines(program: bytes, lines: list[str], start_tod: str | None = Non
 
 def simulate_csv(program: bytes, csv_path: str | Path, start_tod: str | None = None) -> list[str]:
     p = Path(csv_path)
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise FieldlinkError(f"cannot read CSV: {exc.strerror}", where=str(p)) from exc
+    lines = read_text(p, "CSV").splitlines()
     try:
         return simulate_lines(program, lines, start_tod)
     except FieldlinkError as exc:
