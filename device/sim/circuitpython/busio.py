@@ -154,6 +154,89 @@ class I2C:
         in_buffer[is_:ie] = self._bus._read(address, ie - is_)
 
 
+class SPI:
+    """busio.SPI with nothing attached (the virtual board has no SPI chips yet): locking and configure()
+    behave as on CircuitPython, reads see a floating MISO (0xFF)."""
+
+    def __init__(self, clock, MOSI=None, MISO=None, half_duplex=False):
+        used = _in_use("spi")
+        num = None
+        for i in (2, 3):  # SPI2 / SPI3 (SPI0/1 are the flash)
+            if i not in used:
+                num = i
+                break
+        if num is None:
+            raise ValueError("All SPI peripherals are in use")
+        pins = [p for p in (clock, MOSI, MISO) if p is not None]
+        for i, p in enumerate(pins):
+            try:
+                microcontroller.claim(p, self)
+            except ValueError:
+                for q in pins[:i]:
+                    microcontroller.release(q, self)
+                raise
+        used[num] = self
+        self._num = num
+        self._pins = pins
+        self._locked = False
+        self._deinited = False
+        self.frequency = 250000
+
+    def deinit(self):
+        if not self._deinited:
+            for p in self._pins:
+                microcontroller.release(p, self)
+            _in_use("spi").pop(self._num, None)
+            self._deinited = True
+
+    def deinited(self):
+        return self._deinited
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.deinit()
+
+    def _check(self):
+        if self._deinited:
+            raise ValueError(_DEINIT)
+        if not self._locked:
+            raise RuntimeError("Function requires lock")
+
+    def configure(self, *, baudrate=100000, polarity=0, phase=0, bits=8):
+        self._check()
+        if polarity not in (0, 1) or phase not in (0, 1) or bits != 8:
+            raise ValueError("invalid SPI configuration")
+        self.frequency = baudrate
+
+    def try_lock(self):
+        if self._deinited or self._locked:
+            return False
+        self._locked = True
+        return True
+
+    def unlock(self):
+        self._locked = False
+
+    def write(self, buffer, *, start=0, end=_MAXSIZE):
+        self._check()
+
+    def readinto(self, buffer, *, start=0, end=_MAXSIZE, write_value=0):
+        self._check()
+        s, e = _slice(buffer, start, end)
+        buffer[s:e] = b"\xff" * (e - s)
+
+    def write_readinto(self, out_buffer, in_buffer, *, out_start=0, out_end=_MAXSIZE, in_start=0,
+                       in_end=_MAXSIZE):
+        self._check()
+        s, e = _slice(in_buffer, in_start, in_end)
+        buffer_len = _slice(out_buffer, out_start, out_end)
+        if buffer_len[1] - buffer_len[0] != e - s:
+            raise ValueError("buffer slices must be of equal length")
+        in_buffer[s:e] = b"\xff" * (e - s)
+
+
 class _Parity:
     def __init__(self, name):
         self._name = name
