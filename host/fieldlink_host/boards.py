@@ -5,6 +5,7 @@ The format is specified in docs/boards.md. Every validation error names the file
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tomllib
 from dataclasses import dataclass, field
@@ -55,6 +56,8 @@ class Board:
     relays: tuple[dict[str, Any], ...] = ()
     sensors: tuple[dict[str, Any], ...] = ()
     options: dict[str, Any] = field(default_factory=dict)
+    runtime: str = "micropython"
+    circuitpython: dict[str, Any] = field(default_factory=dict)  # board_id, version, pins (boards_cpy)
 
     def partition(self, name: str) -> Partition:
         for p in self.partitions:
@@ -88,7 +91,8 @@ class Board:
             "relays": [dict(r) for r in self.relays],
             "sensors": [dict(s) for s in self.sensors],
             "options": dict(self.options),
-        }
+        } | ({"runtime": self.runtime, "circuitpython": dict(self.circuitpython)}
+             if self.runtime != "micropython" else {})
 
     def device_json(self) -> bytes:
         """Deterministic compact JSON of :meth:`device_config` (sorted keys, no spaces)."""
@@ -119,6 +123,18 @@ def parse_board(data: dict[str, Any], path: Path) -> Board:
     if not isinstance(head, dict):
         raise FieldlinkError("missing [board] table", where=f)
     w = f"{f}: [board]"
+    runtime = head.get("runtime", "micropython")
+    from fieldlink_host.boards_cpy import RUNTIMES, resolve
+
+    if runtime not in RUNTIMES:
+        raise FieldlinkError(f"key 'runtime' must be one of {', '.join(RUNTIMES)}, got {runtime!r}", where=w)
+    if runtime == "circuitpython":  # pin names -> GPIO numbers for the checks below; the device keeps names
+        numeric, cpy = resolve(data, path)
+        b = parse_board(numeric, path)
+        return dataclasses.replace(b, runtime=runtime, circuitpython=cpy, pins=dict(data.get("pins", {})),
+                                   i2c=tuple(dict(x) for x in data.get("i2c", [])),
+                                   relays=tuple(dict(x) for x in data.get("relays", [])),
+                                   sensors=tuple(dict(x) for x in data.get("sensors", [])))
     name = _need(head, "name", str, w)
     chip = _need(head, "chip", str, w)
     if chip not in CHIPS:
