@@ -156,7 +156,7 @@ def test_mpy_cross_must_be_circuitpythons_of_the_right_major(tmp_path: Path) -> 
     ok = _fake_mpy_cross(tmp_path, "CircuitPython 9.2.1 on 2024-11-20; mpy-cross emitting mpy v6.3")
     t = build_tree(BOARD, tmp_path / "t", mpy_cross=ok, revision="r")
     assert "lib/fieldlink/drivers/sht4x.mpy" in t.files and not any(p.endswith(".py") for p in t.files)
-    assert (tmp_path / "t" / "lib" / "fieldlink" / "link.mpy").read_bytes()[:1] == b"C"
+    assert (tmp_path / "t" / "lib" / "fieldlink" / "link" / "core.mpy").read_bytes()[:1] == b"C"
     assert t.manifest["mpy"].startswith("CircuitPython 9.x") and "9.2.1" in t.manifest["mpy_cross"]
     (tmp_path / "t10").mkdir()
     wrong = _fake_mpy_cross(tmp_path / "t10", "CircuitPython 10.0.3 on 2025-10-01; mpy-cross emitting mpy v6.3")

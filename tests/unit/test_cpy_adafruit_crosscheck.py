@@ -59,7 +59,7 @@ def test_sht4x(cp: dict[str, Any], t: float, rh: float) -> None:
 
 def test_sht4x_crc_error_seen_by_both(cp: dict[str, Any]) -> None:
     import adafruit_sht4x
-    from fieldlink.drivers import CRCError
+    from fieldlink.drivers.base import CRCError
     from fieldlink.drivers.sht4x import SHT4x
 
     chip = chips.SHT4x(temperature=20.0, humidity=50.0, timing=False)
