@@ -46,9 +46,11 @@ from fieldlink_host.build import (
     _walk,
     canonical_json,
     read_version,
+    role_modules,
     sha256_file,
     source_revision,
 )
+from fieldlink_host.depgraph import module_name
 from fieldlink_host.errors import FieldlinkError
 from fieldlink_host.paths import DEVICE_PKG, SIM_DIR
 
@@ -155,7 +157,11 @@ def build_tree(board: Board | str, out: Path | str, *, app_dir: Path | str | Non
     if not (pkg / "__init__.py").is_file():
         raise FieldlinkError("not a Python package (no __init__.py)", where=str(pkg))
     items: list[tuple[str, Path | None, bytes | None]] = []  # (tree path, source file, generated data)
+    # only what the board's role imports, with CircuitPython's port (fieldlink_host.depgraph)
+    wanted = role_modules(pkg, b.role, Path(app_dir) if app_dir is not None else None, "circuitpython")
     for f in _walk(pkg):
+        if f.suffix == ".py" and wanted is not None and module_name(pkg, pkg.name, f) not in wanted:
+            continue
         items.append((f"lib/{pkg.name}/{f.relative_to(pkg).as_posix()}", f, None))
     if app_dir is not None:
         app = Path(app_dir)

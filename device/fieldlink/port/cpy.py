@@ -1,18 +1,30 @@
-# fieldlink hardware port: CircuitPython (busio, digitalio, analogio, espnow, wifi, microcontroller,
-# alarm, supervisor). The rest of fieldlink sees the same small API as on MicroPython (port/mpy.py):
-#   I2C(bus)            machine.I2C's transfer methods (writeto, readfrom_into, readfrom_mem[_into],
-#                       writeto_mem, scan) on a busio.I2C, taking and releasing its lock per transfer
-#   pin(name)           board.<name> (CircuitPython pin names from the board config: "SCL", "D5", ...)
-#   i2c(cfg) / adc(name) / uart(cfg) / out_pin(name, level)   built from the board config
+# fieldlink hardware port: CircuitPython (board, busio, digitalio, analogio, espnow, wifi,
+# microcontroller, alarm). The rest of fieldlink sees the functions of port/mpy.py, with objects that
+# have the MicroPython methods fieldlink uses:
+#   out_pin(name, level) -> .value([v]) .on() .off()           digitalio.DigitalInOut, output from the start
+#   i2c(bcfg) -> I2C: machine.I2C's transfers on busio.I2C     taking and releasing the bus lock per transfer
+#   adc(name) -> .read_u16() .read_uv()                        analogio.AnalogIn
+#   uart(id, cfg) -> .any() .read() .readinto() .write()       busio.UART (pins from cfg tx/rx)
+#   radio(cfg) -> (wlan, esp, mac)                             MicroPython's WLAN/ESPNow subset the link uses
+#   wdt(ms), rtc(), woke_from_deepsleep(), deepsleep_fn(), reset_fn()
+# Pins are CircuitPython pin names from the board config ("SCL", "D5", "A0": attributes of `board`).
 # Type comments (not annotations, which would cost RAM and need `typing`) are checked with mypy against
 # circuitpython-stubs: tests/unit/test_port_cpy_typing.py.
 try:
     from micropython import const
-except ImportError:
-    def const(x):
+except ImportError:  # CPython without Blinka's micropython module
+    def const(x):  # type: ignore[no-untyped-def,misc]
         return x
 
-import busio  # noqa: F401 - (type comments)
+import analogio
+import board
+import busio
+import digitalio
+import espnow
+import microcontroller
+import wifi
+
+NAME = "circuitpython"
 
 _ENODEV = const(19)
 _ETIMEDOUT = const(110)
@@ -101,3 +113,296 @@ class I2C:
         data[:n] = self._reg[:n]
         data[n:] = buf
         self.writeto(addr, data)
+
+
+def pin(name):
+    # type: (str) -> microcontroller.Pin
+    p = getattr(board, name, None)
+    if p is None:
+        raise ValueError("board has no pin %r" % (name,))
+    return p  # type: ignore[no-any-return]
+
+
+class Out:
+    """machine.Pin's output methods on a digitalio.DigitalInOut."""
+
+    def __init__(self, io):
+        # type: (digitalio.DigitalInOut) -> None
+        self.io = io
+
+    def value(self, v=None):
+        # type: (int | bool | None) -> int | None
+        if v is None:
+            return 1 if self.io.value else 0
+        self.io.value = bool(v)
+        return None
+
+    def on(self):
+        # type: () -> None
+        self.io.value = True
+
+    def off(self):
+        # type: () -> None
+        self.io.value = False
+
+
+def out_pin(name, value):
+    # type: (str, int) -> Out
+    io = digitalio.DigitalInOut(pin(name))
+    io.switch_to_output(value=bool(value))  # created at its level: no glitch
+    return Out(io)
+
+
+def i2c(bcfg):
+    # type: (dict[str, object]) -> I2C
+    freq = bcfg.get("freq", 100000)
+    return I2C(busio.I2C(pin(str(bcfg["scl"])), pin(str(bcfg["sda"])),
+                         frequency=freq if isinstance(freq, int) else 100000))
+
+
+class ADC:
+    """machine.ADC's read_u16() / read_uv() on analogio.AnalogIn (value = mV * 65535 / 3300 on Espressif)."""
+
+    def __init__(self, a):
+        # type: (analogio.AnalogIn) -> None
+        self.a = a
+        self._uv_per_count = int(a.reference_voltage * 1000000) / 65535
+
+    def read_u16(self):
+        # type: () -> int
+        return self.a.value
+
+    def read_uv(self):
+        # type: () -> int
+        return int(self.a.value * self._uv_per_count)
+
+
+def adc(name):
+    # type: (str) -> ADC
+    return ADC(analogio.AnalogIn(pin(name)))
+
+
+class UART:
+    """machine.UART's non-blocking methods on a busio.UART created with timeout=0."""
+
+    def __init__(self, u):
+        # type: (busio.UART) -> None
+        self.u = u
+
+    def any(self):
+        # type: () -> int
+        return self.u.in_waiting
+
+    def read(self, n=None):
+        # type: (int | None) -> bytes | None
+        return self.u.read(n)
+
+    def readinto(self, buf):
+        # type: (bytearray) -> int | None
+        return self.u.readinto(buf)
+
+    def write(self, buf):
+        # type: (bytes | bytearray) -> int | None
+        return self.u.write(buf)
+
+
+def uart(uart_id, cfg):
+    # type: (int, dict[str, object]) -> UART
+    tx = cfg.get("tx")
+    rx = cfg.get("rx")
+    u = busio.UART(pin(str(tx)) if tx else None, pin(str(rx)) if rx else None, baudrate=9600, bits=8,
+                   stop=1, timeout=0)
+    return UART(u)
+
+
+def onewire(name):
+    # type: (str) -> object
+    raise OSError(_ENODEV)  # no 1-Wire on the CircuitPython port (boards refuse ds18b20)
+
+
+# ---- radio ------------------------------------------------------------------------------------------
+class ESPNow:
+    """MicroPython's ESPNow methods the link uses (send, any, irecv, recv, add_peer, del_peer,
+    peer_count, peers_table) on CircuitPython's espnow.ESPNow. CircuitPython's send() does not wait for
+    the MAC-layer acknowledgement, so send() answers True when the frame was queued; the link's own
+    ACKs and retries make delivery reliable either way."""
+
+    def __init__(self, e):
+        # type: (espnow.ESPNow) -> None
+        self.e = e
+        self.peers = {}  # type: dict[bytes, espnow.Peer]
+        self.peers_table = {}  # type: dict[bytes, list[int]]
+
+    def active(self, flag=None):
+        # type: (bool | None) -> bool
+        return True
+
+    def add_peer(self, mac, lmk=None, channel=0, ifidx=0, encrypt=None):
+        # type: (bytes, bytes | None, int, int, bool | None) -> None
+        mac = bytes(mac)
+        if mac in self.peers:
+            raise OSError(-0x3007, "ESP_ERR_ESPNOW_EXIST")
+        enc = (lmk is not None) if encrypt is None else bool(encrypt)
+        p = espnow.Peer(mac, lmk=lmk, channel=channel, interface=ifidx, encrypted=enc)
+        self.e.peers.append(p)
+        self.peers[mac] = p
+
+    def del_peer(self, mac):
+        # type: (bytes) -> None
+        p = self.peers.pop(bytes(mac), None)
+        if p is None:
+            raise OSError(-0x3005, "ESP_ERR_ESPNOW_NOT_FOUND")
+        self.e.peers.remove(p)
+
+    def peer_count(self):
+        # type: () -> tuple[int, int]
+        return len(self.peers), sum(1 for p in self.peers.values() if p.encrypted)
+
+    def send(self, mac, msg=None, sync=True):
+        # type: (bytes | None, bytes | bytearray | None, bool) -> bool
+        if msg is None:
+            self.e.send(mac or b"")
+            return True
+        p = self.peers.get(bytes(mac)) if mac is not None else None
+        if p is None:
+            raise OSError(-0x3005, "ESP_ERR_ESPNOW_NOT_FOUND")
+        self.e.send(msg, p)
+        return True
+
+    def any(self):
+        # type: () -> bool
+        return bool(self.e)
+
+    def irecv(self, timeout_ms=None):
+        # type: (int | None) -> list[bytes | None]
+        pkt = self.e.read()
+        if pkt is None:
+            return [None, None]
+        mac = bytes(pkt.mac)  # type: ignore[arg-type]  # ReadableBuffer: every member is a buffer
+        self.peers_table[mac] = [pkt.rssi, pkt.time]
+        return [mac, bytes(pkt.msg)]  # type: ignore[arg-type]  # ReadableBuffer: every member is a buffer
+
+    recv = irecv
+
+
+class WLAN:
+    """network.WLAN's config(mac / channel) for the link: CircuitPython has no channel setter for a station
+    that is not connected; starting (and stopping) an access point on the channel moves the radio there,
+    and ESP-NOW follows it."""
+
+    def __init__(self, channel=1):
+        # type: (int) -> None
+        self.channel = 0
+        self.set_channel(channel)
+
+    def set_channel(self, ch):
+        # type: (int) -> None
+        if ch == self.channel:
+            return
+        wifi.radio.start_ap("fieldlink", channel=ch)
+        wifi.radio.stop_ap()
+        self.channel = ch
+
+    def config(self, *args, **kw):
+        # type: (str, int) -> object
+        if args:
+            if args[0] == "mac":
+                return bytes(wifi.radio.mac_address)  # type: ignore[arg-type]  # ReadableBuffer: every member is a buffer
+            if args[0] == "channel":
+                return self.channel
+            raise ValueError("unknown config param")
+        if "channel" in kw:
+            self.set_channel(int(kw["channel"]))
+        return None
+
+    def active(self, flag=None):
+        # type: (bool | None) -> bool
+        return wifi.radio.enabled
+
+    def disconnect(self):
+        # type: () -> None
+        pass
+
+
+def radio(cfg):
+    # type: (dict[str, object]) -> tuple[WLAN, ESPNow, bytes]
+    wifi.radio.enabled = True
+    opts = cfg.get("options")
+    ch = opts.get("channel", 1) if isinstance(opts, dict) else 1
+    wlan = WLAN(int(ch))
+    return wlan, ESPNow(espnow.ESPNow()), bytes(wifi.radio.mac_address)  # type: ignore[arg-type]  # ReadableBuffer: every member is a buffer
+
+
+# ---- supervision, sleep, reset ----------------------------------------------------------------------
+class WDT:
+    def __init__(self, ms):
+        # type: (int) -> None
+        import watchdog
+        w = microcontroller.watchdog
+        if w is None:
+            raise OSError(_ENODEV)
+        w.timeout = ms / 1000
+        w.mode = watchdog.WatchDogMode.RESET
+        self.w = w
+
+    def feed(self):
+        # type: () -> None
+        self.w.feed()
+
+
+def wdt(ms):
+    # type: (int) -> WDT | None
+    try:
+        return WDT(ms)
+    except (OSError, ValueError, RuntimeError):
+        return None
+
+
+class RTCMemory:
+    """machine.RTC().memory([data]) on alarm.sleep_memory (kept over deep sleep): 2 length bytes + data."""
+
+    def memory(self, data=None):
+        # type: (bytes | None) -> bytes | None
+        import alarm
+        sm = alarm.sleep_memory
+        if data is None:
+            n = sm[0] | (sm[1] << 8)
+            if n > len(sm) - 2:
+                return b""
+            return bytes(sm[2:2 + n])
+        data = bytes(data)
+        if len(data) > len(sm) - 2:
+            raise ValueError("buffer too long")
+        sm[2:2 + len(data)] = data
+        sm[0] = len(data) & 0xFF
+        sm[1] = len(data) >> 8
+        return None
+
+
+def rtc():
+    # type: () -> RTCMemory
+    return RTCMemory()
+
+
+def woke_from_deepsleep():
+    # type: () -> bool
+    import alarm
+    return alarm.wake_alarm is not None
+
+
+def _deepsleep(ms):
+    # type: (int) -> None
+    import time
+
+    import alarm
+    alarm.exit_and_deep_sleep_until_alarms(alarm.time.TimeAlarm(monotonic_time=time.monotonic() + ms / 1000))
+
+
+def deepsleep_fn():
+    # type: () -> object
+    return _deepsleep
+
+
+def reset_fn():
+    # type: () -> object
+    return microcontroller.reset

@@ -40,8 +40,6 @@ def _run(args: argparse.Namespace) -> int:
             bar = Progress("build", total, unit="files")
         bar.update(done, name)
 
-    from fieldlink_host.boards import load_board
-
     board = load_board(args.board)
     runtime = args.runtime or board.runtime
     if runtime != board.runtime:
