@@ -166,3 +166,27 @@ def test_rtc_memory_wdt_and_sleep():
         assert e.args[0] == simboard.EXIT_DEEPSLEEP
         assert simboard.board().state["pending"]["sleep_ms"] in (999, 1000, 1001)
         simboard.reset()
+
+
+def test_clock_uses_supervisor_ticks_where_time_has_none():
+    name = "fieldlink.runtime.clock"
+    saved = sys.modules.pop(name, None)
+    try:
+        with cpyenv.circuitpython():
+            __import__(name)
+            c = sys.modules[name]
+            import time
+            if hasattr(time, "ticks_ms"):  # the unix port: the fake time keeps MicroPython's ticks
+                assert c.ticks_ms is time.ticks_ms and c.PERIOD >= 1 << 30
+            else:  # CPython here stands for CircuitPython: supervisor.ticks_ms, 2**29 wrap
+                import supervisor
+                assert c.PERIOD == 1 << 29 and c.ticks_ms is supervisor.ticks_ms
+            p = c.PERIOD
+            assert c.ticks_add(p - 1, 1) == 0
+            assert c.ticks_diff(c.ticks_add(p - 10, 30), p - 10) == 30
+            assert c.ticks_diff(p - 10, c.ticks_add(p - 10, 30)) == -30
+            assert 0 <= c.ticks_ms() < p
+            sys.modules.pop(name, None)
+    finally:
+        if saved is not None:
+            sys.modules[name] = saved
