@@ -350,6 +350,10 @@ def build_bundle(board: Board | str, out: Path | str | None = None, *, app_dir: 
     board); ``progress(done, total, name)`` is called once per file.
     """
     b = load_board(board) if isinstance(board, str) else board
+    if b.runtime != "micropython":
+        raise FieldlinkError(f"board {b.name} runs {b.runtime}: build a CIRCUITPY tree (fieldlink build "
+                             "--runtime circuitpython) and deploy it with --drive (docs/circuitpython.md)",
+                             where=str(b.path))
     if arch is not None:
         if arch not in MPY_ARCH_CODES:
             raise FieldlinkError(f"unknown mpy arch {arch!r} (known: {', '.join(MPY_ARCH_CODES)})")

@@ -120,6 +120,11 @@ def test_tree_layout_manifest_and_starter(tmp_path: Path) -> None:
 def test_tree_refuses_micropython_boards_and_reserved_names(tmp_path: Path) -> None:
     with pytest.raises(FieldlinkError, match="runs micropython"):
         build_tree("esp32-s3-devkitc-1", tmp_path / "x")
+    from fieldlink_host.build import build_bundle
+
+    with pytest.raises(FieldlinkError, match="runs circuitpython: build a CIRCUITPY tree"):
+        build_bundle(BOARD, tmp_path / "bundle")  # no MicroPython bundle for a CircuitPython board
+    assert not (tmp_path / "bundle").exists()
     app = tmp_path / "app"
     app.mkdir()
     (app / "code.py").write_text("print('mine')\n")

@@ -50,11 +50,19 @@ def _run(args: argparse.Namespace) -> int:
             from fieldlink_host.errors import FieldlinkError
 
             raise FieldlinkError("deploy needs --bundle DIR or --board BOARD")
+        fbar: Progress | None = None
+
+        def fprogress(done: int, total: int, name: str) -> None:
+            nonlocal fbar
+            if fbar is None:
+                fbar = Progress("deploy", total, unit="files")
+            fbar.update(done, name)
+
         try:
-            dres = deploy_drive(args.drive, tree, force=args.force, progress=progress)
+            dres = deploy_drive(args.drive, tree, force=args.force, progress=fprogress)
         finally:
-            if bar is not None:
-                bar.close()
+            if fbar is not None:
+                fbar.close()
         print(dres.summary())
         return 0
     try:
