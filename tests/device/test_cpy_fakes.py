@@ -367,3 +367,37 @@ def test_watchdog_raise_mode_and_supervisor_ticks():
         raises(watchdog.WatchDogTimeout, w.feed)
         w.deinit()
         assert 0 <= supervisor.ticks_ms() < (1 << 29)
+
+
+def test_resets_end_the_run_and_set_the_next_reset_reason():
+    d = tmpdir("cpyreset")
+    try:
+        with cpyenv.circuitpython():
+            simboard.reset()
+            simboard.select(simboard.new_board(mac=A, dir=d))
+            import microcontroller
+            import supervisor
+            import watchdog
+            e = raises(SystemExit, microcontroller.reset)
+            assert e.args[0] == simboard.EXIT_HARD_RESET
+            simboard.reset()
+            simboard.select(simboard.new_board(dir=d))
+            assert microcontroller.cpu.reset_reason is microcontroller.ResetReason.SOFTWARE
+            w = microcontroller.watchdog
+            w.timeout = 0.01
+            w.mode = watchdog.WatchDogMode.RESET
+            raises(RuntimeError, w.deinit)  # not once in RESET mode
+            t0 = supervisor.ticks_ms()
+            while supervisor.ticks_ms() - t0 < 30:
+                pass
+            e = raises(SystemExit, w.feed)  # late: the hardware resets
+            assert e.args[0] == simboard.EXIT_WDT_RESET
+            simboard.reset()
+            simboard.select(simboard.new_board(dir=d))
+            assert microcontroller.cpu.reset_reason is microcontroller.ResetReason.WATCHDOG
+            assert supervisor.runtime.run_reason == supervisor.RunReason.STARTUP
+            e = raises(SystemExit, supervisor.reload)
+            assert e.args[0] == simboard.EXIT_SOFT_RESET
+    finally:
+        simboard.reset()
+        rmtree(d)
