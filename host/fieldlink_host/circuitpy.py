@@ -41,7 +41,6 @@ from typing import Any
 from fieldlink_host.boards import Board, load_board
 from fieldlink_host.build import (
     RESERVED,
-    SKIP_DIRS,
     _rules_source,
     _walk,
     canonical_json,
@@ -368,7 +367,7 @@ def deploy_drive(drive: Path | str, tree: Path | str | Tree, *, force: bool = Fa
             res.removed.append(f"{SLOT_ROOT}/{slot}/{rel}")
         elif p.exists():
             res.kept.append(f"{SLOT_ROOT}/{slot}/{rel}")
-    _prune_empty_dirs(staging)
+    _prune_empty_dirs(staging, [staging / r.split("/", 2)[2] for r in res.removed])
     mdata = (t.root / MANIFEST).read_bytes()
     if _file_sha(staging / MANIFEST) != target[MANIFEST]:
         _write(staging / MANIFEST, mdata, w)
@@ -414,13 +413,13 @@ def _slot_manifest(slot_dir: Path) -> dict[str, str]:
     return files
 
 
-def _prune_empty_dirs(root: Path) -> None:
-    if not root.is_dir():
-        return
-    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
-        p = Path(dirpath)
-        if p != root and not filenames and not dirnames and p.name not in SKIP_DIRS:
+def _prune_empty_dirs(root: Path, removed: list[Path]) -> None:
+    """Remove the directories that the removed files leave empty (up to ``root``); no other directory."""
+    for f in removed:
+        d = f.parent
+        while d != root and root in d.parents:
             try:
-                p.rmdir()
+                d.rmdir()  # only succeeds when empty
             except OSError:
-                pass
+                break
+            d = d.parent

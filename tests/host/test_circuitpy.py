@@ -333,14 +333,19 @@ def test_stale_files_removed_only_if_fieldlink_wrote_them_unchanged(tmp_path: Pa
     app1 = _app(tmp_path, "v1")
     (app1 / "old_a.py").write_text("A = 1\n")
     (app1 / "old_b.py").write_text("B = 1\n")
+    (app1 / "pkg").mkdir()
+    (app1 / "pkg" / "old_c.py").write_text("C = 1\n")
     build_tree(BOARD, tmp_path / "t1", app_dir=app1, revision="t")
     deploy_drive(drive, tmp_path / "t1")  # -> a
     deploy_drive(drive, _tree(tmp_path, "v2"))  # -> b
     (drive / "fl" / "a" / "old_b.py").write_text("B = 2  # edited on the drive\n")
+    (drive / "fl" / "a" / "mine").mkdir()  # an empty directory of the user's
     res = deploy_drive(drive, _tree(tmp_path, "v3"))  # -> a: old_a/old_b are no longer in the tree
     assert res.slot == "a"
     assert "fl/a/old_a.py" in res.removed and not (drive / "fl" / "a" / "old_a.py").exists()
     assert "fl/a/old_b.py" in res.kept and (drive / "fl" / "a" / "old_b.py").exists()
+    assert not (drive / "fl" / "a" / "pkg").exists()  # emptied by the removal of its stale file
+    assert (drive / "fl" / "a" / "mine").is_dir()  # not fieldlink's: left alone
     assert "kept 1 files" in res.summary()
 
 
