@@ -241,6 +241,7 @@ class _Killed(BaseException):
     """Stands for the deploy process being killed: nothing after it runs (no cleanup, no except)."""
 
 
+@pytest.mark.slow  # ~50 interrupted deploys, three runs of code.py on the virtual board
 def test_killed_at_every_file_leaves_the_old_code_py_working(tmp_path: Path) -> None:
     pristine = _drive(tmp_path)
     deploy_drive(pristine, _tree(tmp_path, "v1"))

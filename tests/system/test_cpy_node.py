@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fieldlink_host.circuitpy import build_tree, deploy_drive
 from fieldlink_host.farm import Farm, mac_hex, node_mac
 from fieldlink_host.paths import SIM_DIR, micropython_binary
@@ -67,6 +68,7 @@ def _pump(client: UplinkClient, msgs: list[dict[str, Any]], until: Callable[[], 
             msgs.append(m)
 
 
+@pytest.mark.slow  # a gateway, a node and the air hub for ~20 s
 def test_circuitpython_node_joins_a_micropython_gateway(tmp_path: Path) -> None:
     assert micropython_binary()
     rules = tmp_path / "vent.rules.yaml"
