@@ -190,3 +190,24 @@ def test_clock_uses_supervisor_ticks_where_time_has_none():
     finally:
         if saved is not None:
             sys.modules[name] = saved
+
+
+def test_a_rebuilt_role_gets_the_same_hardware_objects():
+    # CircuitPython claims pins until deinit() and ESPNow is a singleton: when fieldlink.main.run rebuilds
+    # the relays, sensors and radio after a failure, the port hands out what it already made
+    with cpyenv.circuitpython():
+        simboard.reset()
+        _board()
+        p = _port()
+        o1 = p.out_pin("D5", 1)
+        o2 = p.out_pin("D5", 0)  # e.g. all relays OFF again
+        assert o1 is o2 and simboard.pin_level(5) == 0
+        bus = {"id": 0, "scl": "SCL", "sda": "SDA"}
+        assert p.i2c(bus) is p.i2c(bus)
+        assert p.adc("A0") is p.adc("A0")
+        assert p.uart(1, {"tx": "TX", "rx": "RX"}) is p.uart(1, {"tx": "TX", "rx": "RX"})
+        r1 = p.radio(CFG)
+        assert p.radio(CFG) is r1
+        other = _board(B)  # another board in the same process gets its own
+        assert p.radio(CFG)[2] == B and other.mac == B
+        simboard.reset()

@@ -115,6 +115,18 @@ class I2C:
         self.writeto(addr, data)
 
 
+# CircuitPython claims a pin for the object that uses it until deinit(); the role and its relays and
+# sensors are rebuilt after a failure (fieldlink.main.run), so each hardware object is made once and
+# handed out again: keyed by ("out", pin), ("i2c", scl, sda), ("adc", pin), ("uart", tx, rx), ("radio",)
+# and the board's MAC (one board on hardware; several in one process on the virtual board).
+_made = {}  # type: dict[tuple[object, ...], object]
+
+
+def _key(*parts):
+    # type: (str) -> tuple[object, ...]
+    return (bytes(wifi.radio.mac_address),) + parts  # type: ignore[arg-type]  # ReadableBuffer
+
+
 def pin(name):
     # type: (str) -> microcontroller.Pin
     p = getattr(board, name, None)
@@ -148,16 +160,27 @@ class Out:
 
 def out_pin(name, value):
     # type: (str, int) -> Out
+    key = _key("out", name)
+    o = _made.get(key)
+    if isinstance(o, Out):
+        o.io.switch_to_output(value=bool(value))
+        return o
     io = digitalio.DigitalInOut(pin(name))
     io.switch_to_output(value=bool(value))  # created at its level: no glitch
-    return Out(io)
+    o = _made[key] = Out(io)
+    return o
 
 
 def i2c(bcfg):
     # type: (dict[str, object]) -> I2C
+    key = _key("i2c", str(bcfg["scl"]), str(bcfg["sda"]))
+    o = _made.get(key)
+    if isinstance(o, I2C):
+        return o
     freq = bcfg.get("freq", 100000)
-    return I2C(busio.I2C(pin(str(bcfg["scl"])), pin(str(bcfg["sda"])),
-                         frequency=freq if isinstance(freq, int) else 100000))
+    o = _made[key] = I2C(busio.I2C(pin(str(bcfg["scl"])), pin(str(bcfg["sda"])),
+                                   frequency=freq if isinstance(freq, int) else 100000))
+    return o
 
 
 class ADC:
@@ -179,7 +202,12 @@ class ADC:
 
 def adc(name):
     # type: (str) -> ADC
-    return ADC(analogio.AnalogIn(pin(name)))
+    key = _key("adc", name)
+    o = _made.get(key)
+    if isinstance(o, ADC):
+        return o
+    o = _made[key] = ADC(analogio.AnalogIn(pin(name)))
+    return o
 
 
 class UART:
@@ -210,9 +238,14 @@ def uart(uart_id, cfg):
     # type: (int, dict[str, object]) -> UART
     tx = cfg.get("tx")
     rx = cfg.get("rx")
+    key = _key("uart", str(tx), str(rx))
+    o = _made.get(key)
+    if isinstance(o, UART):
+        return o
     u = busio.UART(pin(str(tx)) if tx else None, pin(str(rx)) if rx else None, baudrate=9600, bits=8,
                    stop=1, timeout=0)
-    return UART(u)
+    o = _made[key] = UART(u)
+    return o
 
 
 def onewire(name):
@@ -326,11 +359,16 @@ class WLAN:
 
 def radio(cfg):
     # type: (dict[str, object]) -> tuple[WLAN, ESPNow, bytes]
+    made = _made.get(_key("radio"))
+    if isinstance(made, tuple):  # ESPNow is a singleton: a rebuilt role gets the same radio
+        return made
     wifi.radio.enabled = True
     opts = cfg.get("options")
     ch = opts.get("channel", 1) if isinstance(opts, dict) else 1
-    wlan = WLAN(int(ch))
-    return wlan, ESPNow(espnow.ESPNow()), bytes(wifi.radio.mac_address)  # type: ignore[arg-type]  # ReadableBuffer: every member is a buffer
+    mac = bytes(wifi.radio.mac_address)  # type: ignore[arg-type]  # ReadableBuffer: every member is a buffer
+    parts = (WLAN(int(ch)), ESPNow(espnow.ESPNow()), mac)
+    _made[_key("radio")] = parts
+    return parts
 
 
 # ---- supervision, sleep, reset ----------------------------------------------------------------------
