@@ -16,6 +16,7 @@ from fieldlink.node.sensors import QUANTITIES as _DEVICE_QUANTITIES
 from fieldlink.relays import RESTORE as _DEVICE_RESTORE
 from fieldlink.runtime.config import ROLES as _DEVICE_ROLES
 
+from fieldlink_host.boards_cpy import RUNTIMES, resolve
 from fieldlink_host.errors import FieldlinkError
 from fieldlink_host.paths import BOARDS_DIR
 
@@ -124,8 +125,6 @@ def parse_board(data: dict[str, Any], path: Path) -> Board:
         raise FieldlinkError("missing [board] table", where=f)
     w = f"{f}: [board]"
     runtime = head.get("runtime", "micropython")
-    from fieldlink_host.boards_cpy import RUNTIMES, resolve
-
     if runtime not in RUNTIMES:
         raise FieldlinkError(f"key 'runtime' must be one of {', '.join(RUNTIMES)}, got {runtime!r}", where=w)
     if runtime == "circuitpython":  # pin names -> GPIO numbers for the checks below; the device keeps names
