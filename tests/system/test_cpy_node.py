@@ -7,8 +7,6 @@ digitalio, and a relay command from the host."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,11 +14,10 @@ from typing import Any
 import pytest
 from fieldlink_host.circuitpy import build_tree, deploy_drive
 from fieldlink_host.farm import Farm, mac_hex, node_mac
-from fieldlink_host.paths import SIM_DIR, micropython_binary
+from fieldlink_host.paths import micropython_binary
 from fieldlink_host.uplink import UplinkClient
 from fieldlink_host.virtual import VirtualBoard
 
-FAKES = SIM_DIR / "circuitpython"
 BOARD = "adafruit-feather-esp32s3"
 RULES = """\
 board: adafruit-feather-esp32s3
@@ -32,27 +29,6 @@ rules:
     else:
       - off: fan
 """
-
-
-class CircuitPythonBoard(VirtualBoard):
-    """A VirtualBoard whose process is device/sim/circuitpython/cpboard.py with only the fakes and the sim
-    on MICROPYPATH (no device/ tree: fieldlink must come from the drive)."""
-
-    def command(self) -> list[str]:
-        cmd = super().command()
-        cmd[cmd.index(str(SIM_DIR / "vboard.py"))] = str(FAKES / "cpboard.py")
-        return cmd
-
-    def _spawn(self) -> None:
-        env = dict(os.environ)
-        env.update(self.env)
-        env["MICROPYPATH"] = os.pathsep.join([str(FAKES), str(SIM_DIR), ".frozen"])
-        if self.air:
-            env["FIELDLINK_AIR"] = self.air
-        self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, bufsize=1, env=env, errors="replace")
-        self.boots += 1
-        self.events.append(("start", self.boots))
 
 
 def _pump(client: UplinkClient, msgs: list[dict[str, Any]], until: Callable[[], bool], timeout: float,
@@ -85,8 +61,8 @@ def test_circuitpython_node_joins_a_micropython_gateway(tmp_path: Path) -> None:
     with Farm(nodes=0, workdir=tmp_path / "farm", seed=4) as farm:
         assert farm.client is not None and farm.air is not None
         client = farm.client
-        node = CircuitPythonBoard(drive, board=BOARD, mac=mac, air=farm.air, scenario=scenario, name="cpnode",
-                                  auto_restart=False)
+        node = VirtualBoard(drive, board=BOARD, mac=mac, air=farm.air, scenario=scenario, name="cpnode",
+                            auto_restart=False, runtime="circuitpython")
         node.start()
         try:
             msgs: list[dict[str, Any]] = []
