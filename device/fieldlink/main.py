@@ -19,7 +19,7 @@ import asyncio
 
 from fieldlink.runtime import config
 from fieldlink.runtime import store as st
-from fieldlink.runtime.platform import machine, say, unix
+from fieldlink.runtime.platform import say, unix
 from fieldlink.runtime.tasks import exc_text, print_exc
 
 BOARD_JSON = "board.json"
@@ -97,14 +97,12 @@ def _sleep_s(s, wdt=None):
 
 
 def _wdt(cfg):
-    m = machine()
-    if m is None or not hasattr(m, "WDT"):
-        return None
     ms = config.option(cfg, "wdt_ms", 30000) if cfg else 30000
     if ms <= 0:
         return None
     try:
-        return m.WDT(timeout=ms)
+        from fieldlink.port.active import port
+        return port().wdt(ms)
     except Exception:
         return None
 

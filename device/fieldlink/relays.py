@@ -20,8 +20,9 @@ _SAFETY = ("boot", "max_on", "interlock", "pulse", "all_off")
 
 
 def _machine_pin(num, value):
-    import machine
-    return machine.Pin(num, machine.Pin.OUT, value=value)
+    """An output created at its OFF level: machine.Pin or a CircuitPython DigitalInOut (fieldlink.port)."""
+    from fieldlink.port.active import port
+    return port().out_pin(num, value)
 
 
 class FileStore:

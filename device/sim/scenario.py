@@ -245,7 +245,10 @@ def attach_board_sensors(config, scen=None, name=None, mac=None):
             out[sname] = chip
         elif "pin" in s and drv in ("analog_lux", "mq135", "synthetic"):
             src = mine.get("volts", Constant(1.0))
-            simboard.attach_adc(s["pin"], src)
+            pin = s["pin"]
+            if isinstance(pin, str):  # a CircuitPython pin name: its GPIO from the board's pin table
+                pin = ((config.get("circuitpython") or {}).get("pins") or {})[pin]
+            simboard.attach_adc(pin, src)
             out[sname] = src
         else:
             try:

@@ -5,6 +5,7 @@ The format is specified in docs/boards.md. Every validation error names the file
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from fieldlink.node.sensors import QUANTITIES as _DEVICE_QUANTITIES
 from fieldlink.relays import RESTORE as _DEVICE_RESTORE
 from fieldlink.runtime.config import ROLES as _DEVICE_ROLES
 
+from fieldlink_host.boards_cpy import RUNTIMES, resolve
 from fieldlink_host.chips import CHIP_PINS, pin_problem
 from fieldlink_host.errors import FieldlinkError
 from fieldlink_host.fsio import load_toml, read_text
@@ -30,10 +32,10 @@ RESTORE: tuple[str, ...] = tuple(_DEVICE_RESTORE)
 SENSOR_DRIVERS: tuple[str, ...] = tuple(_DEVICE_QUANTITIES)
 FLASH_SIZES = {"2MB": 2 << 20, "4MB": 4 << 20, "8MB": 8 << 20, "16MB": 16 << 20, "32MB": 32 << 20}
 #: the keys of a board file's top level, [pins] and a relay (anything else is a typo: refused)
-TOP_KEYS = frozenset({"board", "partitions", "pins", "i2c", "relays", "sensors", "options"})
+TOP_KEYS = frozenset({"board", "partitions", "pins", "i2c", "relays", "sensors", "options", "circuitpython"})
 #: [pins] key -> pin use (for the strapping rule, docs/boards.md)
 PIN_KEYS = {"status_led": "status_led", "button": "button", "hc595_data": "hc595", "hc595_clock": "hc595",
-            "hc595_latch": "hc595", "hc595_oe": "hc595"}
+            "hc595_latch": "hc595", "hc595_oe": "hc595", "i2c_power": "i2c_power"}
 RELAY_KEYS = frozenset({"name", "pin", "hc595_bit", "active", "restore", "max_on_s", "min_switch_ms", "interlock"})
 I2C_DRIVERS = frozenset({"sht4x", "bh1750", "bme280"})
 UART_DRIVERS = frozenset({"pzem004t"})
@@ -80,6 +82,8 @@ class Board:
     relays: tuple[dict[str, Any], ...] = ()
     sensors: tuple[dict[str, Any], ...] = ()
     options: dict[str, Any] = field(default_factory=dict)
+    runtime: str = "micropython"
+    circuitpython: dict[str, Any] = field(default_factory=dict)  # board_id, version, pins (boards_cpy)
 
     def partition(self, name: str) -> Partition:
         for p in self.partitions:
@@ -113,7 +117,8 @@ class Board:
             "relays": [dict(r) for r in self.relays],
             "sensors": [dict(s) for s in self.sensors],
             "options": dict(self.options),
-        }
+        } | ({"runtime": self.runtime, "circuitpython": dict(self.circuitpython)}
+             if self.runtime != "micropython" else {})
 
     def device_json(self) -> bytes:
         """Deterministic compact JSON of :meth:`device_config` (sorted keys, no spaces)."""
@@ -194,7 +199,7 @@ def _check_options(options: dict[str, Any], where: str) -> None:
                                      where=where)
 
 
-def parse_board(data: dict[str, Any], path: Path) -> Board:
+def parse_board(data: dict[str, Any], path: Path, _circuitpython: bool = False) -> Board:
     """Validate a parsed board TOML document; raise FieldlinkError naming file, key and reason."""
     f = str(path)
     head = data.get("board")
@@ -204,6 +209,16 @@ def parse_board(data: dict[str, Any], path: Path) -> Board:
     unknown = sorted(set(data) - TOP_KEYS)
     if unknown:
         raise FieldlinkError(f"unknown table {unknown[0]!r} (known: {', '.join(sorted(TOP_KEYS))})", where=f)
+    runtime = head.get("runtime", "micropython")
+    if runtime not in RUNTIMES:
+        raise FieldlinkError(f"key 'runtime' must be one of {', '.join(RUNTIMES)}, got {runtime!r}", where=w)
+    if runtime == "circuitpython":  # pin names -> GPIO numbers for the checks below; the device keeps names
+        numeric, cpy = resolve(data, path)
+        nb = parse_board(numeric, path, _circuitpython=True)
+        return dataclasses.replace(nb, runtime=runtime, circuitpython=cpy, pins=dict(data.get("pins", {})),
+                                   i2c=tuple(dict(x) for x in data.get("i2c", [])),
+                                   relays=tuple(dict(x) for x in data.get("relays", [])),
+                                   sensors=tuple(dict(x) for x in data.get("sensors", [])))
     name = _name(head, w)
     chip = _need(head, "chip", str, w)
     if chip not in CHIPS:
@@ -249,12 +264,13 @@ def parse_board(data: dict[str, Any], path: Path) -> Board:
             raise FieldlinkError(f"partition ends at {off + size:#x}, beyond flash size {flash_size:#x}", where=pw)
         end_prev = off + size
         parts.append(Partition(pname, ptype, sub, off, size))
-    if not parts:
+    # CircuitPython owns its flash layout (docs/circuitpython.md): such a board may have no table
+    if not parts and not _circuitpython:
         raise FieldlinkError("a board needs a partition table ([[partitions]] with an app and a 'vfs' partition)",
                              where=f"{f}: partitions")
-    if not any(p.type == "app" for p in parts):
+    if parts and not any(p.type == "app" for p in parts):
         raise FieldlinkError("partition table has no app partition", where=f"{f}: partitions")
-    if not any(p.name == "vfs" and p.type == "data" for p in parts):
+    if parts and not any(p.name == "vfs" and p.type == "data" for p in parts):
         raise FieldlinkError("partition table has no data partition named 'vfs' (the filesystem)",
                              where=f"{f}: partitions")
     names = [p.name for p in parts]

@@ -263,7 +263,8 @@ def role_entry(device_pkg: Path, role: str) -> str:
     return f"{device_pkg.name}.{role}.start"
 
 
-def role_modules(device_pkg: Path, role: str, app_dir: Path | None = None) -> set[str] | None:
+def role_modules(device_pkg: Path, role: str, app_dir: Path | None = None,
+                 runtime: str = "micropython") -> set[str] | None:
     """The package modules a board of ``role`` imports: the closure of the package's ``main``, the
     role's entry module (``PKG/ROLE/start.py``) and every import of the app's modules, read from the
     source (fieldlink_host.depgraph). None when the package has no entry module for the role (a
@@ -274,6 +275,9 @@ def role_modules(device_pkg: Path, role: str, app_dir: Path | None = None) -> se
     app_files = sorted(p for p in app_dir.rglob("*.py") if "__pycache__" not in p.parts) if app_dir else []
     g = build_graph(device_pkg, extra=app_files)
     seeds = {device_pkg.name, f"{device_pkg.name}.main", entry}
+    port = "cpy" if runtime == "circuitpython" else "mpy"  # port.active imports it by a computed name
+    if (device_pkg / "port" / f"{port}.py").is_file():
+        seeds.add(f"{device_pkg.name}.port.{port}")
     for p in app_files:
         seeds |= g.edges.get(p.stem, set())
     return g.closure(seeds)
@@ -292,7 +296,7 @@ def _collect(board: Board, device_pkg: Path, app_dir: Path | None, rules: Iterab
             raise FieldlinkError("app directory not found", where=str(app_dir))
         if _is_under(app_dir, SIM_DIR) or _is_under(SIM_DIR, app_dir):
             raise FieldlinkError("the virtual board modules (device/sim) must never be bundled", where=str(app_dir))
-    wanted = role_modules(device_pkg, board.role, app_dir)
+    wanted = role_modules(device_pkg, board.role, app_dir, board.runtime)
     for f in _walk(device_pkg):
         rel = f"{pkg_name}/{f.relative_to(device_pkg).as_posix()}"
         if f.suffix == ".py" and wanted is not None and module_name(device_pkg, pkg_name, f) not in wanted:
@@ -350,6 +354,10 @@ def build_bundle(board: Board | str, out: Path | str | None = None, *, app_dir: 
     board); ``progress(done, total, name)`` is called once per file.
     """
     b = load_board(board) if isinstance(board, str) else board
+    if b.runtime != "micropython":
+        raise FieldlinkError(f"board {b.name} runs {b.runtime}: build a CIRCUITPY tree (fieldlink build "
+                             "--runtime circuitpython) and deploy it with --drive (docs/circuitpython.md)",
+                             where=str(b.path))
     if arch is not None:
         if arch not in MPY_ARCH_CODES:
             raise FieldlinkError(f"unknown mpy arch {arch!r} (known: {', '.join(MPY_ARCH_CODES)})")

@@ -176,7 +176,13 @@ class VirtualBoard:
                  mac: str | None = None, air: AirHub | str | None = None,
                  scenario: str | Path | Mapping[str, Any] | None = None, entry: str | None = None,
                  name: str | None = None, auto_restart: bool = True, env: Mapping[str, str] | None = None,
-                 extra_path: Iterable[str | Path] = (), echo: bool = False, chips: bool = True) -> None:
+                 extra_path: Iterable[str | Path] = (), echo: bool = False, chips: bool = True,
+                 runtime: str = "micropython") -> None:
+        if runtime not in ("micropython", "circuitpython"):
+            raise FieldlinkError(f"runtime must be micropython or circuitpython, got {runtime!r}")
+        #: "circuitpython": device/sim/circuitpython/cpboard.py with CircuitPython's modules and no device
+        #: sources on the path; `dir` is then the board's CIRCUITPY drive (docs/circuitpython.md)
+        self.runtime = runtime
         self.dir = Path(dir)
         self.board = board
         self.mac = mac
@@ -221,7 +227,8 @@ class VirtualBoard:
             self.scenario = path
 
     def command(self) -> list[str]:
-        cmd = [micropython_binary(), "-X", "heapsize=8M", str(SIM_DIR / "vboard.py"), "--dir", str(self.dir)]
+        entry = SIM_DIR / ("circuitpython/cpboard.py" if self.runtime == "circuitpython" else "vboard.py")
+        cmd = [micropython_binary(), "-X", "heapsize=8M", str(entry), "--dir", str(self.dir)]
         if self.mac:
             cmd += ["--mac", self.mac]
         if self.air:
@@ -239,7 +246,11 @@ class VirtualBoard:
     def _spawn(self) -> None:
         env = dict(os.environ)
         env.update(self.env)
-        env["MICROPYPATH"] = os.pathsep.join([*self.extra_path, micropython_path()])
+        if self.runtime == "circuitpython":  # fieldlink comes from the drive (code.py puts it on the path)
+            path = os.pathsep.join([str(SIM_DIR / "circuitpython"), str(SIM_DIR), ".frozen"])
+        else:
+            path = micropython_path()
+        env["MICROPYPATH"] = os.pathsep.join([*self.extra_path, path])
         if self.air:
             env["FIELDLINK_AIR"] = self.air
         self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -58,6 +58,9 @@ def test_shipped_boards_all_load() -> None:
     gw = boards["esp32-c6-devkitc-1"]
     assert gw.role == "gateway" and gw.arch == "rv32imc"
     for b in boards.values():
+        if b.runtime == "circuitpython":  # the CircuitPython firmware owns the flash layout
+            assert not b.partitions
+            continue
         # partitions are ordered, non-overlapping and inside flash
         ends = [(p.offset, p.offset + p.size) for p in b.partitions]
         assert all(e1 <= s2 for (_, e1), (s2, _) in zip(ends, ends[1:], strict=False))

@@ -3,18 +3,10 @@
 
 
 def radio(cfg):
-    """(wlan, esp, mac): Wi-Fi station interface up (not connected) and ESP-NOW active."""
-    import espnow
-    import network
-    wlan = network.WLAN(network.STA_IF)
-    wlan.active(True)
-    try:
-        wlan.disconnect()
-    except Exception:
-        pass
-    esp = espnow.ESPNow()
-    esp.active(True)
-    return wlan, esp, bytes(wlan.config("mac"))
+    """(wlan, esp, mac): Wi-Fi station interface up (not connected) and ESP-NOW active, from the hardware
+    port (MicroPython network/espnow, or CircuitPython wifi/espnow behind the same methods)."""
+    from fieldlink.port.active import port
+    return port().radio(cfg)
 
 
 def link_kw(cfg, wlan, store):

@@ -249,29 +249,23 @@ class SensorManager:
         return Synthetic(clock=self.clock, **kw)
 
 
+# Default bus factories: the hardware port (fieldlink.port: MicroPython machine.*, or CircuitPython
+# busio/analogio objects with the same methods).
 def _machine_i2c(bcfg):
-    import machine
-    return machine.I2C(bcfg["id"], scl=machine.Pin(bcfg["scl"]), sda=machine.Pin(bcfg["sda"]),
-                       freq=bcfg.get("freq", 400000))
+    from fieldlink.port.active import port
+    return port().i2c(bcfg)
 
 
 def _machine_adc(pin):
-    import machine
-    adc = machine.ADC(machine.Pin(pin))
-    try:
-        adc.atten(machine.ADC.ATTN_11DB)  # full range ~0.15..3.1 V on ESP32-S3/C6
-    except (AttributeError, ValueError):
-        pass
-    return adc
+    from fieldlink.port.active import port
+    return port().adc(pin)
 
 
 def _machine_uart(uart_id, cfg):
-    import machine
-    kw = _kw(cfg, ("tx", "rx"))
-    return machine.UART(uart_id, baudrate=9600, bits=8, parity=None, stop=1, **kw)
+    from fieldlink.port.active import port
+    return port().uart(uart_id, cfg)
 
 
 def _onewire(pin):
-    import machine
-    import onewire
-    return onewire.OneWire(machine.Pin(pin))
+    from fieldlink.port.active import port
+    return port().onewire(pin)

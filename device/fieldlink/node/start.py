@@ -6,39 +6,37 @@ from fieldlink.link.radio import link_kw, radio
 from fieldlink.node.role import Node
 from fieldlink.node.sensors import SensorManager
 from fieldlink.runtime import store as st
-from fieldlink.runtime.platform import machine, say
+from fieldlink.port.active import port
+from fieldlink.runtime.platform import say
 from fieldlink.runtime.state import State
 from fieldlink.runtime.tasks import exc_text
 
+_held = []  # outputs that must stay configured (a dropped CircuitPython DigitalInOut could be reset)
 RULES_FILE = "rules.bin"  # hot-swapped rules program, in the store
 RULES_DIR = "rules"  # bundled rules programs (*.bin), in the app slot
 
 
 def build_node(cfg, store, relays, wdt=None, radio_parts=None, rules=None):
     opts = cfg.get("options") or {}
-    m = machine()
-    rtc = None
-    deep_wake = False
-    sleeper = None
-    rebooter = None
+    p = port()
+    rtc = p.rtc()
+    deep_wake = p.woke_from_deepsleep()
+    sleeper = p.deepsleep_fn()
+    rebooter = p.reset_fn()
     led = None
-    if m is not None:
+    pins = cfg.get("pins") or {}
+    for key, level in (("i2c_power", 1), ("status_led", 0)):  # i2c_power: e.g. the Feather's STEMMA QT
+        pin = pins.get(key)
+        if pin is None or isinstance(pin, bool):
+            continue
         try:
-            rtc = m.RTC()
+            out = p.out_pin(pin, level)
         except Exception:
-            rtc = None
-        try:
-            deep_wake = m.reset_cause() == m.DEEPSLEEP_RESET
-        except Exception:
-            deep_wake = False
-        sleeper = getattr(m, "deepsleep", None)
-        rebooter = getattr(m, "reset", None)
-        pin = (cfg.get("pins") or {}).get("status_led")
-        if isinstance(pin, int):
-            try:
-                led = m.Pin(pin, m.Pin.OUT, value=0)
-            except Exception:
-                led = None
+            continue
+        if key == "status_led":
+            led = out
+        else:
+            _held.append(out)
     state = State(store + "/node_state.json", rtc=rtc, deep_wake=deep_wake)
     wlan, esp, mac = radio_parts or radio(cfg)
     kw = link_kw(cfg, wlan, store)

@@ -19,6 +19,18 @@ def _is_int(v):
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+_PIN_KIND = ("an integer", "a CircuitPython pin name")
+
+
+def _cpy(cfg):
+    return 1 if cfg.get("runtime") == "circuitpython" else 0
+
+
+def _is_pin(cfg, v):
+    """A GPIO number (MicroPython) or a board pin name such as "D5" (CircuitPython boards)."""
+    return (isinstance(v, str) and v != "") if _cpy(cfg) else _is_int(v)
+
+
 def validate(cfg, where="board.json"):
     """Check the structure the roles rely on; returns cfg or raises ConfigError naming the problem."""
     if not isinstance(cfg, dict):
@@ -39,8 +51,8 @@ def validate(cfg, where="board.json"):
         if r["name"] in seen:
             raise ConfigError("%s: duplicate relay name %r" % (where, r["name"]))
         seen.append(r["name"])
-        if "pin" in r and not _is_int(r["pin"]):
-            raise ConfigError("%s: relays[%d].pin must be an integer" % (where, i))
+        if "pin" in r and not _is_pin(cfg, r["pin"]):
+            raise ConfigError("%s: relays[%d].pin must be %s" % (where, i, _PIN_KIND[_cpy(cfg)]))
         if "pin" not in r and "hc595_bit" not in r:
             raise ConfigError("%s: relays[%d] needs 'pin' or 'hc595_bit'" % (where, i))
     for i, s in enumerate(cfg.get("sensors", [])):
@@ -113,6 +125,6 @@ def safe_relay_pins(cfg):
     if not isinstance(cfg, dict):
         return out
     for r in cfg.get("relays", []) or []:
-        if isinstance(r, dict) and _is_int(r.get("pin")):
+        if isinstance(r, dict) and "pin" in r and _is_pin(cfg, r["pin"]):
             out.append((r["pin"], r.get("active", "high") != "low"))
     return out

@@ -22,6 +22,12 @@ fieldlink.ROLE.start and the app's modules, read from the source (docs/deploy.md
 YAML rules (NAME.yaml, NAME.rules.yaml) are compiled for the board into rules/NAME.bin; .bin programs
 are verified and copied; the node runs the first rules/*.bin by name.
 Building twice from the same sources gives byte-identical output.
+
+CircuitPython boards (runtime = "circuitpython" in the board file; docs/circuitpython.md):
+  fieldlink build --board adafruit-feather-esp32s3 --runtime circuitpython      CIRCUITPY tree in build/BOARD/
+  fieldlink build --board adafruit-feather-esp32s3 --mpy-cross ~/cp9/mpy-cross   .mpy for CircuitPython 9.x
+The tree holds code.py, lib/fieldlink/, board.json, rules/ and manifest.json; without CircuitPython's own
+mpy-cross (--mpy-cross or $CIRCUITPY_MPY_CROSS) the modules ship as .py.
 """
 
 
@@ -34,6 +40,31 @@ def _run(args: argparse.Namespace) -> int:
             bar = Progress("build", total, unit="files")
         bar.update(done, name)
 
+    board = load_board(args.board)
+    runtime = args.runtime or board.runtime
+    if runtime != board.runtime:
+        from fieldlink_host.errors import FieldlinkError
+
+        raise FieldlinkError(f"board {board.name} runs {board.runtime}, not {runtime}", where=str(board.path))
+    if runtime == "circuitpython":
+        from fieldlink_host.circuitpy import build_tree
+
+        try:
+            tree = build_tree(board, args.out or Path("build") / board.name, app_dir=args.app,
+                              rules=args.rules or (), mpy_cross=args.mpy_cross, version=args.version,
+                              progress=progress)
+        finally:
+            if bar is not None:
+                bar.close()
+        m = tree.manifest
+        print(f"{tree.root}: CIRCUITPY tree, {len(m['files'])} files + code.py, {m['total_size']} bytes, board "
+              f"{m['board']} (CircuitPython {m['circuitpython']}.x, {m['mpy'] or '.py sources'}), "
+              f"version {m['version']}")
+        return 0
+    if args.mpy_cross:
+        from fieldlink_host.errors import FieldlinkError
+
+        raise FieldlinkError("--mpy-cross is for CircuitPython trees (MicroPython uses $MPY_CROSS)")
     try:
         bundle = build_bundle(args.board, args.out, app_dir=args.app, rules=args.rules or (),
                               natmod_dir=args.natmods, opt_level=args.opt, version=args.version, arch=args.arch,
@@ -64,4 +95,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="mpy-cross optimisation level 0..3 (default 0)")
     p.add_argument("--arch", help="override the board's mpy arch (e.g. x64 for native code on the virtual board)")
     p.add_argument("--version", help="version to record (default: fieldlink.VERSION)")
+    p.add_argument("--runtime", choices=("micropython", "circuitpython"),
+                   help="runtime to build for (default: the board's; circuitpython builds a CIRCUITPY tree)")
+    p.add_argument("--mpy-cross", metavar="PATH",
+                   help="CircuitPython's mpy-cross for the board's CircuitPython version (else .py files)")
     p.set_defaults(func=_run)

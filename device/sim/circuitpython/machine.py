@@ -1,0 +1,3 @@
+import _blocked
+
+_blocked.refuse("machine")
