@@ -34,6 +34,7 @@ from pathlib import Path
 
 from fieldlink_host.errors import FieldlinkError
 from fieldlink_host.paths import micropython_binary, micropython_path
+from fieldlink_host.virtual import write_board_files
 
 SOFT_REBOOT = b"MPY: soft reboot\r\n"
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
@@ -42,10 +43,14 @@ _BANNER_START = b"MicroPython "
 _PROMPT = b">>> "
 CHIP_NAMES = {"esp32s3": "ESP32S3", "esp32c6": "ESP32C6"}
 
-# Runs inside the interpreter at every (re)start: boot.py, then main.py unless coming back to the raw REPL.
+# Runs inside the interpreter at every (re)start: the board's _boot (its own LittleFS at "/", see
+# device/sim/simboot.py), then boot.py, then main.py unless coming back to the raw REPL.
 _UP = b"\x00fieldlink-up\x00"
 _STARTUP = """\
 import sys
+import simboard, simboot
+simboot.boot(simboard.setup(dir={board_dir!r}), main=globals())
+del simboard, simboot
 sys.stdout.write("\\x00fieldlink-up\\x00")
 def _fl_run(n):
     try:
@@ -82,9 +87,11 @@ class PtyBoard:
 
     def __init__(self, fs_dir: Path | str, *, board_name: str = "fieldlink virtual board",
                  chip: str = "esp32s3", micropython: str = "micropython", heapsize: str | None = None,
-                 extra_env: dict[str, str] | None = None) -> None:
-        self.fs_dir = Path(fs_dir).resolve()
+                 extra_env: dict[str, str] | None = None, partitions: list[dict[str, object]] | None = None,
+                 espnow_v2: bool = False) -> None:
+        self.fs_dir = Path(fs_dir).resolve()  # the board directory (flash/vfs.bin holds its filesystem)
         self.fs_dir.mkdir(parents=True, exist_ok=True)
+        write_board_files(self.fs_dir, name=board_name, chip=chip, partitions=partitions, espnow_v2=espnow_v2)
         self.board_name = board_name
         self.chip = CHIP_NAMES.get(chip, chip.upper())
         self.micropython = micropython
@@ -145,7 +152,7 @@ class PtyBoard:
         argv = [self.micropython]
         if self.heapsize:
             argv += ["-X", f"heapsize={self.heapsize}"]
-        argv += ["-i", "-c", _STARTUP.format(run_main="True" if run_main else "False")]
+        argv += ["-i", "-c", _STARTUP.format(run_main="True" if run_main else "False", board_dir=str(self.fs_dir))]
         pid, fd = pty.fork()
         if pid == 0:  # child
             try:
@@ -156,7 +163,7 @@ class PtyBoard:
                 attrs[6][termios.VMIN] = 1
                 attrs[6][termios.VTIME] = 0
                 termios.tcsetattr(0, termios.TCSANOW, attrs)
-                os.chdir(self.fs_dir)
+                os.chdir(self.fs_dir)  # the interpreter then mounts the board's own flash at "/"
                 # Ctrl-C must not kill the interpreter while it starts (the pip micropython is a CPython
                 # entry point); MicroPython installs its own SIGINT handler when it runs code
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -373,12 +380,17 @@ def run_board(fs_dir: Path | str, *, port_file: Path | str | None = None, board:
               micropython: str = "micropython", announce: bool = True) -> None:
     """Run a virtual board until SIGTERM/SIGINT; write its port path to ``port_file`` once it is ready."""
     name, chip = "fieldlink virtual board", "esp32s3"
+    parts: list[dict[str, object]] | None = None
+    v2 = False
     if board:
         from fieldlink_host.boards import load_board
 
         b = load_board(board)
-        name, chip = b.name, b.chip
-    pb = PtyBoard(fs_dir, board_name=name, chip=chip, micropython=micropython_binary(micropython))
+        name, chip, v2 = b.name, b.chip, b.espnow_v2
+        parts = [{"name": p.name, "type": p.type, "subtype": p.subtype, "offset": p.offset, "size": p.size}
+                 for p in b.partitions] or None
+    pb = PtyBoard(fs_dir, board_name=name, chip=chip, micropython=micropython_binary(micropython),
+                  partitions=parts, espnow_v2=v2)
     port = pb.open()
 
     def _term(_sig: int, _frm: object) -> None:
@@ -392,7 +404,7 @@ def run_board(fs_dir: Path | str, *, port_file: Path | str | None = None, board:
         tmp.write_text(port + "\n")
         os.replace(tmp, pf)
     if announce:
-        print(f"virtual board {name} on {port} (filesystem {pb.fs_dir}); Ctrl-C to stop", flush=True)
+        print(f"virtual board {name} on {port} (flash {pb.fs_dir}/flash); Ctrl-C to stop", flush=True)
     try:
         pb.serve()
     finally:

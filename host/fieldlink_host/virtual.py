@@ -50,6 +50,94 @@ def _drain(stream: Any, sink: list[str], cond: threading.Condition, echo: str | 
             print(f"[{echo}] {line}", flush=True)
 
 
+#: the sim's default partition table (device/sim/simboard.py DEFAULT_PARTITIONS): its vfs partition
+DEFAULT_VFS_SIZE = 0x310000
+
+
+def write_board_files(d: Path, *, name: str, chip: str, partitions: list[dict[str, Any]] | None = None,
+                      espnow_v2: bool = False) -> None:
+    """The launcher's files in a board directory: ``sim_board.json`` (name, chip, ESP-NOW version for
+    the sim) and ``partitions.json`` when a partition table is given."""
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "sim_board.json").write_text(json.dumps({"name": name, "chip": chip, "espnow_v2": bool(espnow_v2)}))
+    if partitions:
+        (d / "partitions.json").write_text(json.dumps(partitions))
+
+
+class BoardFlash:
+    """The filesystem of a virtual board as it sits in its flash: ``BOARD_DIR/flash/vfs.bin`` (LittleFS2
+    with the ESP32 port's geometry, the same bytes ``fieldlink image`` puts in the ``vfs`` partition),
+    read and written with littlefs-python. Write only while the board is not running."""
+
+    def __init__(self, board_dir: str | Path) -> None:
+        self.dir = Path(board_dir)
+        self.path = self.dir / "flash" / "vfs.bin"
+
+    @property
+    def size(self) -> int:
+        try:
+            parts = json.loads((self.dir / "partitions.json").read_text())
+        except (OSError, ValueError):
+            return DEFAULT_VFS_SIZE
+        for p in parts:
+            if p.get("name") == "vfs":
+                return int(p["size"])
+        raise FieldlinkError("board has no vfs partition", where=str(self.dir / "partitions.json"))
+
+    def image(self) -> bytes:
+        """The whole partition (the file is shorter while the tail is still erased)."""
+        data = self.path.read_bytes() if self.path.exists() else b""
+        return data + b"\xff" * (self.size - len(data))
+
+    def _fs(self, create: bool = False) -> Any:
+        from fieldlink_host.image import BLOCK_SIZE, _lfs
+
+        fs: Any = _lfs(self.size // BLOCK_SIZE, mount=False)
+        data = self.image()
+        fs.context.buffer[:] = data
+        if data[:BLOCK_SIZE * 2] == b"\xff" * (BLOCK_SIZE * 2):
+            if not create:
+                raise FieldlinkError("the board's filesystem is not formatted yet (boot it once)",
+                                     where=str(self.path))
+            fs.format()
+        fs.mount()
+        return fs
+
+    def files(self) -> dict[str, bytes]:
+        """Every file on the board: path (no leading '/') -> content; {} if never formatted."""
+        if not self.path.exists():
+            return {}
+        from fieldlink_host.image import read_fs_image
+
+        return read_fs_image(self.image())
+
+    def listdir(self, path: str = "/") -> list[str]:
+        fs = self._fs()
+        try:
+            return sorted(fs.listdir(path))
+        finally:
+            fs.unmount()
+
+    def read(self, path: str) -> bytes:
+        return self.files()[path.lstrip("/")]
+
+    def write(self, files: Mapping[str, bytes | str]) -> None:
+        """Put files on the board's filesystem (formatting an erased one like the firmware would)."""
+        fs = self._fs(create=True)
+        for path, data in files.items():
+            p = path.lstrip("/")
+            parent = p.rsplit("/", 1)[0] if "/" in p else ""
+            if parent:
+                fs.makedirs(parent, exist_ok=True)
+            with fs.open(p, "wb") as f:
+                f.write(data.encode() if isinstance(data, str) else data)
+        fs.unmount()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_bytes(bytes(fs.context.buffer))
+        os.replace(tmp, self.path)
+
+
 class AirHub:
     """A running air hub process and its tiny JSON control API."""
 
@@ -198,15 +286,17 @@ class VirtualBoard:
             if isinstance(self.board, Mapping):
                 config = dict(self.board)
                 parts = config.get("partitions")
+                v2 = bool(config.pop("espnow_v2", False))
             else:
                 from fieldlink_host.boards import load_board
                 b = load_board(str(self.board))
                 config = b.device_config()
                 parts = [{"name": p.name, "type": p.type, "subtype": p.subtype, "offset": p.offset,
                           "size": p.size} for p in b.partitions]
+                v2 = b.espnow_v2
             (self.dir / "board.json").write_text(json.dumps(config, sort_keys=True))
-            if parts:
-                (self.dir / "partitions.json").write_text(json.dumps(parts))
+            write_board_files(self.dir, name=str(config.get("name", self.dir.name)),
+                              chip=str(config.get("chip", "esp32s3")), partitions=parts, espnow_v2=v2)
         if isinstance(self.scenario, Mapping):
             path = self.dir / "scenario.json"
             path.write_text(json.dumps(dict(self.scenario)))
