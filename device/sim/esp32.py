@@ -270,7 +270,33 @@ class Partition:
         if off < 0 or n < 0 or off + n > self._p["size"]:
             raise esp_error(ESP_ERR_INVALID_SIZE)
 
+    # The block device protocol. On the chip these are C functions a Ctrl-C cannot interrupt; here they
+    # are Python called from inside LittleFS, and a KeyboardInterrupt escaping one would abort a
+    # filesystem operation half way (and corrupt the mounted filesystem's state). So an interrupt that
+    # lands here is deferred: the operation is redone whole (all of them are idempotent) and the
+    # interrupt re-sent to the process shortly after (simfs.defer_interrupt).
     def readblocks(self, block_num, buf, offset=0):
+        while True:
+            try:
+                return self._readblocks(block_num, buf, offset)
+            except KeyboardInterrupt:
+                simfs.defer_interrupt()
+
+    def writeblocks(self, block_num, buf, offset=None):
+        while True:
+            try:
+                return self._writeblocks(block_num, buf, offset)
+            except KeyboardInterrupt:
+                simfs.defer_interrupt()
+
+    def ioctl(self, cmd, arg):
+        while True:
+            try:
+                return self._ioctl(cmd, arg)
+            except KeyboardInterrupt:
+                simfs.defer_interrupt()
+
+    def _readblocks(self, block_num, buf, offset=0):
         off = block_num * self.block_size + offset
         n = len(buf)
         self._range(off, n)
@@ -279,7 +305,7 @@ class Partition:
         mv[:] = data
         return None
 
-    def writeblocks(self, block_num, buf, offset=None):
+    def _writeblocks(self, block_num, buf, offset=None):
         data = bytes(buf)
         off = block_num * self.block_size + (offset or 0)
         self._range(off, len(data))
@@ -291,7 +317,7 @@ class Partition:
         self._store.program(off, data)
         return None
 
-    def ioctl(self, cmd, arg):
+    def _ioctl(self, cmd, arg):
         if cmd in (1, 2, 3):  # INIT, DEINIT, SYNC
             return 0
         if cmd == 4:  # BLOCK_COUNT

@@ -103,3 +103,25 @@ def kill_self(sig=9):
     p = pid()
     if p is not None and _system is not None:
         _system("kill -%d %d" % (sig, p))
+
+
+_deferred = [False]
+
+
+def defer_interrupt(delay_ms=30):
+    """Re-deliver a Ctrl-C (SIGINT) to this process `delay_ms` from now, from another thread; used where
+    a KeyboardInterrupt must not escape (the flash block device, see esp32.Partition)."""
+    if not IS_MPY:
+        raise KeyboardInterrupt
+    if _deferred[0]:
+        return
+    _deferred[0] = True
+    import _thread
+    import time
+
+    def later():
+        time.sleep_ms(delay_ms)
+        _deferred[0] = False
+        kill_self(2)
+
+    _thread.start_new_thread(later, ())

@@ -64,6 +64,22 @@ def write_board_files(d: Path, *, name: str, chip: str, partitions: list[dict[st
         (d / "partitions.json").write_text(json.dumps(partitions))
 
 
+def prepare_board_dir(d: str | Path, board: str | None = None) -> tuple[str, str, bool]:
+    """Write the launcher's files for ``board`` (a board name or TOML path; None = the sim's defaults)
+    into board directory ``d``; returns (name, chip, espnow_v2)."""
+    name, chip, v2 = "fieldlink virtual board", "esp32s3", False
+    parts: list[dict[str, Any]] | None = None
+    if board:
+        from fieldlink_host.boards import load_board
+
+        b = load_board(board)
+        name, chip, v2 = b.name, b.chip, b.espnow_v2
+        parts = [{"name": p.name, "type": p.type, "subtype": p.subtype, "offset": p.offset, "size": p.size}
+                 for p in b.partitions] or None
+    write_board_files(Path(d), name=name, chip=chip, partitions=parts, espnow_v2=v2)
+    return name, chip, v2
+
+
 class BoardFlash:
     """The filesystem of a virtual board as it sits in its flash: ``BOARD_DIR/flash/vfs.bin`` (LittleFS2
     with the ESP32 port's geometry, the same bytes ``fieldlink image`` puts in the ``vfs`` partition),
@@ -90,16 +106,19 @@ class BoardFlash:
         return data + b"\xff" * (self.size - len(data))
 
     def _fs(self, create: bool = False) -> Any:
-        from fieldlink_host.image import BLOCK_SIZE, _lfs
+        from littlefs import LittleFS
 
-        fs: Any = _lfs(self.size // BLOCK_SIZE, mount=False)
+        from fieldlink_host.image import BLOCK_SIZE, LFS_LOOKAHEAD, LFS_PROG_SIZE, LFS_READ_SIZE, _lfs
+
         data = self.image()
-        fs.context.buffer[:] = data
         if data[:BLOCK_SIZE * 2] == b"\xff" * (BLOCK_SIZE * 2):
             if not create:
                 raise FieldlinkError("the board's filesystem is not formatted yet (boot it once)",
                                      where=str(self.path))
-            fs.format()
+            return _lfs(self.size // BLOCK_SIZE)  # formatted like `fieldlink image` does
+        fs: Any = LittleFS(block_size=BLOCK_SIZE, block_count=self.size // BLOCK_SIZE, read_size=LFS_READ_SIZE,
+                           prog_size=LFS_PROG_SIZE, lookahead_size=LFS_LOOKAHEAD, mount=False)
+        fs.context.buffer[:] = data
         fs.mount()
         return fs
 
