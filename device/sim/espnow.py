@@ -216,9 +216,9 @@ class _Core:
             else:
                 self.irq_cb(self.irq_arg)
 
-    def pump(self, timeout_ms=0):
+    def pump(self, timeout_ms=0, max_frames=None):
         if self.radio is not None:
-            self.radio.poll(timeout_ms)
+            self.radio.poll(timeout_ms, max_frames)
             if self.async_seqs:
                 self._collect_async()
 
@@ -487,14 +487,14 @@ class ESPNow:
     def any(self):
         c = self._need_active()
         if not c.rxq:
-            c.pump(0)
+            c.pump(0, 1)
         return len(c.rxq) > 0
 
     def _wait(self, timeout_ms):
         c = self._need_active()
         if c.rxq:
             return True
-        c.pump(0)
+        c.pump(0, 1)
         t = self._timeout(timeout_ms)
         if c.rxq or t == 0:
             return bool(c.rxq)
@@ -507,10 +507,10 @@ class ESPNow:
             else:
                 left = 100
             if c.radio is not None and c.radio.sock is not None:
-                c.pump(min(left, 100))
+                c.pump(min(left, 100), 1)
             else:
                 airlink._sleep_ms(min(left, 5))
-                c.pump(0)
+                c.pump(0, 1)
         return True
 
     def recvinto(self, data, timeout_ms=None):
