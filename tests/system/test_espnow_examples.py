@@ -102,3 +102,29 @@ def test_channel_change_and_memory_over_many_sends(tmp_path: Path, air: AirHub) 
     # 528-byte ring buffer is full, exactly as on hardware, but keeps a flat heap with irecv()
     assert 100 < int(m.group(1)) <= 501
     assert int(m.group(2)) < 4096
+
+
+def test_espnow_v2_board_option_over_the_air(tmp_path: Path, air: AirHub) -> None:
+    def board(name: str, mac: str, program: str, v2: bool) -> VirtualBoard:
+        vb = _board(tmp_path, name, mac, air, program)
+        vb.board = {"name": name, "chip": "esp32s3", "role": "node", "espnow_v2": v2}
+        return vb
+
+    rx2 = board("rx2", B, "v2_receiver.py", True).start()
+    rx1 = board("rx1", "02:00:00:00:00:0c", "v2_receiver.py", False).start()
+    tx = board("tx", A, "v2_sender.py", True)
+    try:
+        rx2.wait_for("^MAX_DATA_LEN", timeout=30)
+        rx1.wait_for("^MAX_DATA_LEN", timeout=30)
+        tx.start()
+        tx.wait_for("^too long", timeout=30)
+        rx2.wait_for("^got ", timeout=30)
+        rx1.wait_for("^got ", timeout=30)
+    finally:
+        for b in (tx, rx1, rx2):
+            b.stop()
+    # default rxbuf 2 * (14 + 1470) (v2) and 2 * (14 + 250) (v1), as modespnow.c computes it
+    assert tx.lines[-4:] == ["MAX_DATA_LEN 1470 2968", "sent True", "sent True", "too long (-12390, 'ESP_ERR_ESPNOW_ARG')"]
+    assert "MAX_DATA_LEN 1470 2968" in rx2.lines and "got 1470 True" in rx2.lines
+    # the v1 board acks at MAC level and keeps the first 250 bytes
+    assert "MAX_DATA_LEN 250 528" in rx1.lines and "got 250 True" in rx1.lines
