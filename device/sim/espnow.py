@@ -539,11 +539,7 @@ class ESPNow:
             msg_buf[:] = payload
         else:
             memoryview(msg_buf)[:len(payload)] = payload
-        for k in c.peers_table:  # list[0] is the peers_table key object, as the port does
-            if k == src:
-                src = k
-                break
-        data[0] = src
+        data[0] = src  # (the port puts the peers_table key object there; equal bytes here)
         if len(data) >= 4:
             data[2] = rssi
             data[3] = t

@@ -7,6 +7,9 @@
     vb.wait_for(r"ready", timeout=10)
     vb.stop(); air.stop()
 
+Each board's filesystem is its own flash, ``DIR/flash/vfs.bin`` (LittleFS2 at ``/``, see
+docs/virtual-board.md); :class:`BoardFlash` reads and writes it from the host.
+
 A board process that ends with a reset (machine.reset/soft_reset, a WDT timeout, deepsleep) is started
 again like real hardware would restart: immediately, or after the deep-sleep time. The reason comes from
 ``sim_state.json`` in the board directory (``pending``), which the board writes just before it ends.
