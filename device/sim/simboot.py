@@ -37,6 +37,8 @@ def machine_name(board):
 
 
 def preload():
+    """Import the sim's modules. (Not every .py of device/sim: rules_replay imports the device package,
+    which must then come from the code mounts, not from a host path that is about to disappear.)"""
     for m in SIM_MODULES:
         try:
             __import__(m)
