@@ -30,9 +30,8 @@ class AIOESPNow(espnow.ESPNow):
     async def asend(self, mac, msg=None, sync=None):
         if msg is None:
             mac, msg = None, mac
-        if sync is None:
-            sync = True
-        c = self._c
+        sync = sync is None or bool(sync)
+        c = self._need_active()
         seqs = self._tx(mac, msg)
         if not sync or not seqs:
             c.async_seqs.extend(seqs)
@@ -47,9 +46,8 @@ class AIOESPNow(espnow.ESPNow):
         ok = True
         for s in seqs:
             r = radio.acks.pop(s, None)
-            if r:
-                c.tx_responses += 1
-            else:
+            c.tx_responses += 1
+            if not r:
                 c.tx_failures += 1
                 ok = False
         return ok

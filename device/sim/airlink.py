@@ -122,13 +122,16 @@ class Radio:
         if self.on:
             self.sink(src, dst, rssi, flags, tag, payload)
 
-    def poll(self, timeout_ms=0):
-        """Take what the medium has for us; wait up to timeout_ms for the first datagram (UDP only)."""
+    def poll(self, timeout_ms=0, max_frames=None):
+        """Take what the medium has for us; wait up to timeout_ms for the first datagram (UDP only).
+        max_frames: stop after that many ESP-NOW frames (an app blocked in recv() takes frames one by
+        one as they arrive, so a backlog in the socket must not all hit the ring buffer at once)."""
         if self.sock is None:
             return
         if self.on and _ticks_diff(_ticks_ms(), self.last_reg) > REGISTER_EVERY_MS:
             self._register(wait=False)
         t = timeout_ms
+        frames = 0
         while True:
             ev = self.poller.poll(t)
             if not ev:
@@ -139,6 +142,10 @@ class Radio:
             except OSError:
                 return
             self._datagram(data)
+            if data and data[0] == 0x46:
+                frames += 1
+                if max_frames is not None and frames >= max_frames:
+                    return
 
     def _datagram(self, data):
         if not data:

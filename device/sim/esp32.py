@@ -8,6 +8,7 @@
 # call Partition.mark_app_valid_cancel_rollback()), the bootloader marks it ABORTED and boots the
 # previous slot -- ESP-IDF's CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE behaviour, which MicroPython enables.
 import simboard
+import simfs
 
 SECTOR = 4096
 ESP_ERR_INVALID_ARG = 0x102
@@ -74,11 +75,14 @@ def _ptype(p):
 # ---- flash storage -----------------------------------------------------------------------------------
 class _Store:
     """Bytes of one partition: a file under BOARD_DIR/flash/ (shorter than the partition = rest erased)
-    or, without a board dir, a dict of 4 KiB sectors kept on the board object."""
+    or, without a board dir, a dict of 4 KiB sectors kept on the board object. The file is a host file
+    (simfs), opened once per board and label and kept open: LittleFS does many small reads."""
 
     def __init__(self, board, label, size):
         self.size = size
         self.path = None
+        self.board = board
+        self.label = label
         if board.dir is not None:
             simboard._mkdir(board.dir + "/flash")
             self.path = board.dir + "/flash/" + label + ".bin"
@@ -88,6 +92,21 @@ class _Store:
             if mems is None:
                 mems = board.flash_mem = {}
             self.mem = mems.setdefault(label, {})
+
+    def _file(self, create):
+        files = getattr(self.board, "flash_files", None)
+        if files is None:
+            files = self.board.flash_files = {}
+        f = files.get(self.label)
+        if f is None:
+            try:
+                f = simfs.hopen(self.path, "r+b")
+            except OSError:
+                if not create:
+                    return None
+                f = simfs.hopen(self.path, "w+b")
+            files[self.label] = f
+        return f
 
     def read(self, off, n):
         if self.mem is not None:
@@ -101,12 +120,11 @@ class _Store:
                 out[i:i + k] = blk[so:so + k] if blk is not None else b"\xff" * k
                 i += k
             return bytes(out)
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(off)
-                data = f.read(n)
-        except OSError:
-            data = b""
+        f = self._file(False)
+        data = b""
+        if f is not None:
+            f.seek(off)
+            data = f.read(n)
         if len(data) < n:
             data = data + b"\xff" * (n - len(data))
         return data
@@ -125,25 +143,25 @@ class _Store:
                 blk[so:so + k] = data[i:i + k]
                 i += k
             return
-        try:
-            f = open(self.path, "r+b")
-        except OSError:
-            f = open(self.path, "w+b")
-        with f:
-            f.seek(0, 2)
-            end = f.tell()
-            if end < off:
-                pad = off - end
-                while pad > 0:
-                    k = min(pad, SECTOR)
-                    f.write(b"\xff" * k)
-                    pad -= k
-            f.seek(off)
-            f.write(data)
+        f = self._file(True)
+        f.seek(0, 2)
+        end = f.tell()
+        if end < off:
+            pad = off - end
+            while pad > 0:
+                k = min(pad, SECTOR)
+                f.write(b"\xff" * k)
+                pad -= k
+        f.seek(off)
+        f.write(data)
+        f.flush()
 
     def program(self, off, data):
         old = self.read(off, len(data))
-        new = bytes(a & b for a, b in zip(old, data))
+        if old == b"\xff" * len(data):  # programming erased flash (the usual case): the data itself
+            new = bytes(data)
+        else:
+            new = bytes(a & b for a, b in zip(old, data))
         self.write_raw(off, new)
 
     def erase(self, off, n):
@@ -252,7 +270,33 @@ class Partition:
         if off < 0 or n < 0 or off + n > self._p["size"]:
             raise esp_error(ESP_ERR_INVALID_SIZE)
 
+    # The block device protocol. On the chip these are C functions a Ctrl-C cannot interrupt; here they
+    # are Python called from inside LittleFS, and a KeyboardInterrupt escaping one would abort a
+    # filesystem operation half way (and corrupt the mounted filesystem's state). So an interrupt that
+    # lands here is deferred: the operation is redone whole (all of them are idempotent) and the
+    # interrupt re-sent to the process shortly after (simfs.defer_interrupt).
     def readblocks(self, block_num, buf, offset=0):
+        while True:
+            try:
+                return self._readblocks(block_num, buf, offset)
+            except KeyboardInterrupt:
+                simfs.defer_interrupt()
+
+    def writeblocks(self, block_num, buf, offset=None):
+        while True:
+            try:
+                return self._writeblocks(block_num, buf, offset)
+            except KeyboardInterrupt:
+                simfs.defer_interrupt()
+
+    def ioctl(self, cmd, arg):
+        while True:
+            try:
+                return self._ioctl(cmd, arg)
+            except KeyboardInterrupt:
+                simfs.defer_interrupt()
+
+    def _readblocks(self, block_num, buf, offset=0):
         off = block_num * self.block_size + offset
         n = len(buf)
         self._range(off, n)
@@ -261,7 +305,7 @@ class Partition:
         mv[:] = data
         return None
 
-    def writeblocks(self, block_num, buf, offset=None):
+    def _writeblocks(self, block_num, buf, offset=None):
         data = bytes(buf)
         off = block_num * self.block_size + (offset or 0)
         self._range(off, len(data))
@@ -273,7 +317,7 @@ class Partition:
         self._store.program(off, data)
         return None
 
-    def ioctl(self, cmd, arg):
+    def _ioctl(self, cmd, arg):
         if cmd in (1, 2, 3):  # INIT, DEINIT, SYNC
             return 0
         if cmd == 4:  # BLOCK_COUNT

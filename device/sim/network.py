@@ -54,13 +54,33 @@ def _state(b, idx):
             mac = mac[:5] + bytes([(mac[5] + 1) & 0xFF])
         st = b.wlan[idx] = {"active": False, "mac": mac, "ssid": "ESP_%02X%02X%02X" % tuple(mac[3:6]) if idx
                             else "", "status": STAT_IDLE, "txpower": 20, "pm": PM_PERFORMANCE, "key": "",
-                            "hidden": False, "security": AUTH_OPEN, "reconnects": -1, "protocol": 7}
+                            "hidden": False, "security": AUTH_OPEN, "reconnects": -1,
+                            "protocol": _protocol_default(b)}
     return st
+
+
+# wifi_protocol bitmap (esp_wifi_types.h); PROTOCOL_DEFAULT is 11b|g|n, plus 11ax on chips with
+# Wi-Fi 6 (the C6), as network_wlan.c defines it
+PROTOCOL_11B = 1
+PROTOCOL_11G = 2
+PROTOCOL_11N = 4
+PROTOCOL_LR = 8
+PROTOCOL_11AX = 0x10
+
+
+def _protocol_default(b):
+    return 0x17 if b.chip == "esp32c6" else 7
 
 
 class WLAN:
     IF_STA = STA_IF
     IF_AP = AP_IF
+    PROTOCOL_DEFAULT = 7  # an ESP32-S3's; a C6 board's WLAN objects carry 0x17 (see __init__)
+    PROTOCOL_LR = PROTOCOL_LR
+    SEC_WEP = AUTH_WEP
+    SEC_WPA = AUTH_WPA_PSK
+    SEC_WPA2 = AUTH_WPA2_PSK
+    SEC_WPA_WPA2 = AUTH_WPA_WPA2_PSK
     PM_NONE = PM_NONE
     PM_PERFORMANCE = PM_PERFORMANCE
     PM_POWERSAVE = PM_POWERSAVE
@@ -71,6 +91,7 @@ class WLAN:
             raise ValueError("invalid WLAN interface identifier")
         self._if = interface_id
         self._b = simboard.board()
+        self.PROTOCOL_DEFAULT = _protocol_default(self._b)
         _state(self._b, interface_id)
 
     def _st(self):
@@ -166,7 +187,13 @@ class WLAN:
                     b.espnow.wlan_changed()
             elif k in ("ssid", "essid"):
                 st["ssid"] = str(v)
-            elif k in ("txpower", "pm", "key", "hidden", "security", "reconnects", "protocol"):
+            elif k == "protocol":
+                # esp_wifi_set_protocol(): a bitmap of PROTOCOL_11B/G/N/LR (and 11AX on the C6)
+                allowed = 0x1F if b.chip == "esp32c6" else 0x0F
+                if isinstance(v, bool) or not isinstance(v, int) or not v or v & ~allowed:
+                    raise RuntimeError("Wifi Unknown Error 0x0102")  # esp_exceptions(): ESP_ERR_INVALID_ARG
+                st[k] = v
+            elif k in ("txpower", "pm", "key", "hidden", "security", "reconnects"):
                 st[k] = v
             elif k in ("hostname", "dhcp_hostname"):
                 hostname(v)

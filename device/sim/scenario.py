@@ -100,7 +100,8 @@ class Csv(Source):
     the last value holds."""
 
     def __init__(self, path, column, time_column="t", loop=True):
-        with open(path) as f:
+        import simfs
+        with simfs.hopen(path) as f:
             lines = [ln.strip() for ln in f.read().split("\n") if ln.strip()]
         if len(lines) < 2:
             raise ValueError("%s: need a header and at least one row" % path)
@@ -202,7 +203,8 @@ def load(path_or_desc):
     import json
     path = str(path_or_desc)
     try:
-        with open(path) as f:
+        import simfs
+        with simfs.hopen(path) as f:
             desc = json.load(f)
     except OSError:
         raise ValueError("cannot read scenario file %s" % path)

@@ -16,6 +16,8 @@
 import os
 import sys
 
+import simfs
+
 try:
     import json
 except ImportError:  # pragma: no cover
@@ -73,22 +75,18 @@ DEFAULT_PARTITIONS = [
 ]
 
 
-def _exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
+# The sim's own files are host files (simfs), never the board's filesystem.
+_exists = simfs.hexists
 
 
 def _mkdir(path):
     if not _exists(path):
-        os.mkdir(path)
+        simfs.hmkdir(path)
 
 
 def read_json(path, default=None):
     try:
-        with open(path) as f:
+        with simfs.hopen(path) as f:
             return json.load(f)
     except OSError:
         return default
@@ -98,9 +96,9 @@ def read_json(path, default=None):
 
 def write_json(path, obj):
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with simfs.hopen(tmp, "w") as f:
         f.write(json.dumps(obj))
-    os.rename(tmp, path)
+    simfs.hrename(tmp, path)
 
 
 def parse_mac(mac):
@@ -155,7 +153,10 @@ class Board:
         if partitions is None and dir is not None:
             partitions = read_json(dir + "/partitions.json", None)
         self.partitions = [dict(p) for p in (partitions or DEFAULT_PARTITIONS)]
-        self.chip = chip or self.config.get("chip", "esp32s3")
+        # sim_board.json (written by the launcher from the board TOML): name, chip, espnow_v2
+        self.sim = (read_json(dir + "/sim_board.json", None) if dir is not None else None) or {}
+        self.chip = chip or self.config.get("chip") or self.sim.get("chip") or "esp32s3"
+        self.espnow_v2 = bool(self.sim.get("espnow_v2", self.config.get("espnow_v2", False)))
         self.state = read_json(dir + "/sim_state.json", {}) if dir is not None else {}
         if mac is None:
             mac = self.state.get("mac")
@@ -164,7 +165,7 @@ class Board:
             mac = bytes([0x02, 0xF1]) + seed.to_bytes(4, "big")
         self.mac = parse_mac(mac)
         self.state["mac"] = ":".join("%02x" % b for b in self.mac)
-        self.air = air if air is not None else os.getenv("FIELDLINK_AIR")
+        self.air = air if air is not None else simfs.getenv("FIELDLINK_AIR")
         self.medium = None  # set by use_loopback() or lazily from self.air
         self.radio = None
         self.channel = 1
@@ -414,12 +415,7 @@ def _kill_process(code):
     _exit(): SIGKILL ourselves; sim_state.json already says why."""
     if hasattr(os, "_exit"):
         os._exit(code)
-    try:
-        with open("/proc/self/stat") as f:
-            pid = int(f.read().split()[0])
-        os.system("kill -9 %d" % pid)
-    except OSError:
-        pass
+    simfs.kill_self(9)
     import time
     while True:
         time.sleep_ms(1000)

@@ -3,8 +3,10 @@
 #                         [--scenario FILE] [--name NAME] [--entry MODULE[:FUNC]] [--no-chips]
 # Sets up the board (flash/NVS/RTC state in BOARD_DIR, MAC, reset cause, OTA boot slot), attaches fake
 # chips for the sensors in the board config (values from the scenario), then runs the entry point:
-# --entry MODULE[:FUNC] (import MODULE, call FUNC() if given), else BOARD_DIR/main.py if present, else
-# fieldlink.main.run(). The process exit code tells the launcher what happened (simboard.EXIT_*).
+# --entry MODULE[:FUNC] (import MODULE, call FUNC() if given), else /boot.py + /main.py of the board's own
+# filesystem, else fieldlink.main.run(). Before that, simboot mounts the board's `vfs` partition
+# (BOARD_DIR/flash/vfs.bin, LittleFS2) at "/" like the ESP32 port's _boot.py: the host's files are out of
+# reach. The process exit code tells the launcher what happened (simboard.EXIT_*).
 import sys
 
 import simboard
@@ -36,12 +38,9 @@ def parse_args(argv):
     return opts
 
 
-def _exists(p):
-    return simboard._exists(p)
-
-
 def setup(opts):
-    d = opts["dir"].rstrip("/") or "/"
+    import simfs
+    d = simfs.habspath(opts["dir"].rstrip("/") or "/")
     config = None
     if opts["board_json"]:
         config = simboard.read_json(opts["board_json"], None)
@@ -63,25 +62,55 @@ def setup(opts):
     return b, d
 
 
-def _setenv(name, value):
-    import os
-    if os.getenv(name):
-        return
-    if hasattr(os, "environ"):
-        os.environ[name] = value
-    else:
-        os.putenv(name, value)
+def _code_dirs(d):
+    """Host directories on MICROPYPATH that hold importable code other than the sim's own modules
+    (the device package, --entry modules): mounted read-only on the board (simboot.mount_code)."""
+    import simfs
+    sim_dir = simboard.__file__.rsplit("/", 1)[0] if "/" in simboard.__file__ else "."
+    sim_dir = simfs.habspath(sim_dir)
+    out = []
+    for p in sys.path:
+        if not p or p == ".frozen" or p == d:
+            continue
+        p = simfs.habspath(p)
+        if p != sim_dir and p not in out and simfs.hexists(p):
+            out.append(p)
+    return out
 
 
-def run_entry(opts, d):
-    sys.path.insert(0, d)
-    if _exists(d + "/board.json"):  # fieldlink.main finds the board config through $FIELDLINK_BOARD
-        _setenv("FIELDLINK_BOARD", d + "/board.json")
+def boot(b, d, main=None):
+    """Mount the board's own filesystem at "/" (simboot) and provision /board.json from the launcher's
+    BOARD_DIR/board.json when that changed (what `fieldlink deploy` does on hardware)."""
+    import simboot
+    import simfs
+    files = {}
+    host_cfg = d + "/board.json"
+    if simfs.hexists(host_cfg):
+        with simfs.hopen(host_cfg, "rb") as f:
+            data = f.read()
+        if b.state.get("provisioned") != simboard._fnv(data):
+            files["board.json"] = data
+            b.state["provisioned"] = simboard._fnv(data)
+            b.save_state()
+    return simboot.boot(b, code=_code_dirs(d), uplink=simboard.simfs.getenv("FIELDLINK_UPLINK"),
+                        main=main, files=files)
+
+
+def _run_file(name, g):
     try:
-        import os
-        os.chdir(d)
-    except (OSError, AttributeError):
-        pass
+        with open(name) as f:
+            src = f.read()
+    except OSError:
+        return False
+    exec(compile(src, name, "exec"), g)
+    return True
+
+
+def run_entry(opts, d, g=None):
+    """--entry MODULE[:FUNC], else /main.py on the board's filesystem (after /boot.py, in the globals
+    `g` like the firmware runs them in __main__), else fieldlink.main.run()."""
+    if g is None:
+        g = {"__name__": "__main__"}
     entry = opts["entry"]
     if entry:
         mod, _, func = entry.partition(":")
@@ -91,8 +120,8 @@ def run_entry(opts, d):
         if func:
             return getattr(m, func)()
         return None
-    if _exists(d + "/main.py"):
-        __import__("main")
+    _run_file("boot.py", g)
+    if _run_file("main.py", g):
         return None
     import fieldlink.main
     return fieldlink.main.run()
@@ -103,12 +132,13 @@ def main(argv=None):
         argv = sys.argv[1:]
     try:
         opts = parse_args(argv)
-        _b, d = setup(opts)
+        b, d = setup(opts)
+        boot(b, d, main=globals())
     except (ValueError, OSError) as e:
         print("vboard: error:", e)
         print(USAGE)
         sys.exit(2)
-    run_entry(opts, d)
+    run_entry(opts, d, globals())
 
 
 if __name__ == "__main__":

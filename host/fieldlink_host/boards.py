@@ -76,6 +76,8 @@ class Board:
     flash_size: int
     description: str = ""
     virtual: bool = False
+    #: ESP-NOW v2 (ESP-IDF >= 5.4: 1470-byte frames) on the virtual board; default v1 (250 bytes)
+    espnow_v2: bool = False
     partitions: tuple[Partition, ...] = ()
     pins: dict[str, int] = field(default_factory=dict)
     i2c: tuple[dict[str, Any], ...] = ()
@@ -381,6 +383,7 @@ def parse_board(data: dict[str, Any], path: Path, _circuitpython: bool = False) 
         flash_size=flash_size,
         description=str(head.get("description", "")),
         virtual=bool(head.get("virtual", False)),
+        espnow_v2=_need(head, "espnow_v2", bool, w) if "espnow_v2" in head else False,
         partitions=tuple(parts),
         pins=dict(pins),
         i2c=tuple(dict(b) for b in i2c),

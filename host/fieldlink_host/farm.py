@@ -163,8 +163,7 @@ class Farm:
             node_board = _board_config(self.node_board, self.node_options)
             self.gateway = VirtualBoard(self.workdir / "gateway", board=gw_board, mac=GATEWAY_MAC,
                                         air=self.air, name="gateway", echo=self.echo,
-                                        env={"FIELDLINK_UPLINK": self.port.path,
-                                             "FIELDLINK_STORE": str(self.workdir / "gateway" / "fl")})
+                                        env={"FIELDLINK_UPLINK": self.port.path})  # store: fl/data on its flash
             self.gateway.start()
             self.client = UplinkClient(self.port).open()  # type: ignore[arg-type]
             self.client.wait_for(lambda m: m.get("t") == "boot", timeout=20)
@@ -173,8 +172,7 @@ class Farm:
             for i in range(1, self.nodes + 1):
                 d = self.workdir / f"node{i}"
                 b = VirtualBoard(d, board=node_board, mac=node_mac(i), air=self.air, scenario=scenario,
-                                 name=f"node{i}", echo=self.echo,
-                                 env={"FIELDLINK_STORE": str(d / "fl")})
+                                 name=f"node{i}", echo=self.echo)
                 b.start()
                 self.boards.append(b)
         except BaseException:  # also Ctrl-C/SIGTERM while starting: stop what already runs

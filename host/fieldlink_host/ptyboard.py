@@ -2,10 +2,13 @@
 
 A small supervisor owns the client-facing pseudo-terminal (``/dev/pts/N``, kept open across clients and
 interpreter restarts) and runs the MicroPython unix port (``micropython -i``, MICROPYPATH from
-:func:`fieldlink_host.paths.micropython_path` so the sim modules import, working directory = the board's
-filesystem directory so files land there) on a second pseudo-terminal, relaying bytes both ways:
+:func:`fieldlink_host.paths.micropython_path` so the sim modules import) on a second pseudo-terminal,
+relaying bytes both ways:
 
-* boot: runs ``boot.py`` then ``main.py`` (if present), then the friendly REPL with a banner naming the
+* boot: the board's own filesystem -- the LittleFS2 in its ``vfs`` partition, ``BOARD_DIR/flash/vfs.bin``
+  -- replaces the host's at ``/`` like the ESP32 port's ``_boot.py`` does (device/sim/simboot.py; nothing
+  outside the board is reachable), then ``boot.py`` then ``main.py`` (if present), then the friendly
+  REPL with a banner naming the
   board (``MicroPython <version> on <date>; <board> with <CHIP>``);
 * soft reset — Ctrl-D at the friendly REPL, Ctrl-D on an empty raw REPL, ``sys.exit()`` (the interpreter
   exits with status 0): prints ``MPY: soft reboot`` and restarts; from the raw REPL it runs ``boot.py``
@@ -34,6 +37,7 @@ from pathlib import Path
 
 from fieldlink_host.errors import FieldlinkError
 from fieldlink_host.paths import micropython_binary, micropython_path
+from fieldlink_host.virtual import BoardFlash, prepare_board_dir, write_board_files
 
 SOFT_REBOOT = b"MPY: soft reboot\r\n"
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
@@ -42,10 +46,14 @@ _BANNER_START = b"MicroPython "
 _PROMPT = b">>> "
 CHIP_NAMES = {"esp32s3": "ESP32S3", "esp32c6": "ESP32C6"}
 
-# Runs inside the interpreter at every (re)start: boot.py, then main.py unless coming back to the raw REPL.
+# Runs inside the interpreter at every (re)start: the board's _boot (its own LittleFS at "/", see
+# device/sim/simboot.py), then boot.py, then main.py unless coming back to the raw REPL.
 _UP = b"\x00fieldlink-up\x00"
 _STARTUP = """\
 import sys
+import simboard, simboot
+simboot.boot(simboard.setup(dir={board_dir!r}), main=globals())
+del simboard, simboot
 sys.stdout.write("\\x00fieldlink-up\\x00")
 def _fl_run(n):
     try:
@@ -82,9 +90,12 @@ class PtyBoard:
 
     def __init__(self, fs_dir: Path | str, *, board_name: str = "fieldlink virtual board",
                  chip: str = "esp32s3", micropython: str = "micropython", heapsize: str | None = None,
-                 extra_env: dict[str, str] | None = None) -> None:
-        self.fs_dir = Path(fs_dir).resolve()
+                 extra_env: dict[str, str] | None = None, partitions: list[dict[str, object]] | None = None,
+                 espnow_v2: bool = False) -> None:
+        self.fs_dir = Path(fs_dir).resolve()  # the board directory (flash/vfs.bin holds its filesystem)
         self.fs_dir.mkdir(parents=True, exist_ok=True)
+        if partitions is not None or not (self.fs_dir / "sim_board.json").exists():
+            write_board_files(self.fs_dir, name=board_name, chip=chip, partitions=partitions, espnow_v2=espnow_v2)
         self.board_name = board_name
         self.chip = CHIP_NAMES.get(chip, chip.upper())
         self.micropython = micropython
@@ -145,7 +156,7 @@ class PtyBoard:
         argv = [self.micropython]
         if self.heapsize:
             argv += ["-X", f"heapsize={self.heapsize}"]
-        argv += ["-i", "-c", _STARTUP.format(run_main="True" if run_main else "False")]
+        argv += ["-i", "-c", _STARTUP.format(run_main="True" if run_main else "False", board_dir=str(self.fs_dir))]
         pid, fd = pty.fork()
         if pid == 0:  # child
             try:
@@ -156,7 +167,7 @@ class PtyBoard:
                 attrs[6][termios.VMIN] = 1
                 attrs[6][termios.VTIME] = 0
                 termios.tcsetattr(0, termios.TCSANOW, attrs)
-                os.chdir(self.fs_dir)
+                os.chdir(self.fs_dir)  # the interpreter then mounts the board's own flash at "/"
                 # Ctrl-C must not kill the interpreter while it starts (the pip micropython is a CPython
                 # entry point); MicroPython installs its own SIGINT handler when it runs code
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -380,19 +391,14 @@ class PtyBoard:
 def run_board(fs_dir: Path | str, *, port_file: Path | str | None = None, board: str | None = None,
               micropython: str = "micropython", announce: bool = True) -> None:
     """Run a virtual board until SIGTERM/SIGINT; write its port path to ``port_file`` once it is ready."""
-    name, chip = "fieldlink virtual board", "esp32s3"
-    if board:
-        from fieldlink_host.boards import load_board
-
-        b = load_board(board)
-        name, chip = b.name, b.chip
     from fieldlink_host.fsio import check_output, user_errors, write_text
 
     if port_file is not None:
         check_output(Path(port_file), "port file")  # before starting anything
     exe = micropython_binary(micropython)
     with user_errors(fs_dir, "cannot use the board directory"):
-        pb = PtyBoard(fs_dir, board_name=name, chip=chip, micropython=exe)
+        name, chip, v2 = prepare_board_dir(fs_dir, board)
+        pb = PtyBoard(fs_dir, board_name=name, chip=chip, micropython=exe, espnow_v2=v2)
     port = pb.open()
 
     def _term(_sig: int, _frm: object) -> None:
@@ -403,7 +409,7 @@ def run_board(fs_dir: Path | str, *, port_file: Path | str | None = None, board:
         if port_file is not None:
             write_text(port_file, port + "\n", "port file")
         if announce:
-            print(f"virtual board {name} on {port} (filesystem {pb.fs_dir}); Ctrl-C to stop", flush=True)
+            print(f"virtual board {name} on {port} (flash {pb.fs_dir}/flash); Ctrl-C to stop", flush=True)
         pb.serve()
     finally:
         for s, h in previous.items():
@@ -423,9 +429,11 @@ class VirtualBoardProcess:
             subprocess.run(["mpremote", "connect", vb.port, "fs", "ls"])
     """
 
-    def __init__(self, fs_dir: Path | str, *, board: str | None = None, timeout: float = 15.0) -> None:
-        self.fs_dir = Path(fs_dir)
+    def __init__(self, fs_dir: Path | str, *, board: str | None = None, timeout: float = 15.0,
+                 files: dict[str, bytes | str] | None = None) -> None:
+        self.fs_dir = Path(fs_dir)  # the board directory; its filesystem is flash/vfs.bin (see .flash)
         self.board = board
+        self.files = files
         self.timeout = timeout
         self.port = ""
         self.proc: object = None
@@ -437,6 +445,9 @@ class VirtualBoardProcess:
         import tempfile
 
         self.fs_dir.mkdir(parents=True, exist_ok=True)
+        if self.files:  # put files on the board's flash before it boots (like flashing an image)
+            prepare_board_dir(self.fs_dir, self.board)
+            BoardFlash(self.fs_dir).write(self.files)
         self._tmp = tempfile.mkdtemp(prefix="flboard-")
         self._port_file = Path(self._tmp) / "port"
         cmd = [sys.executable, "-m", "fieldlink_host", "board", "--dir", str(self.fs_dir),
@@ -469,6 +480,11 @@ class VirtualBoardProcess:
                 p.wait()
         self.log.close()
         shutil.rmtree(self._tmp, ignore_errors=True)
+
+    @property
+    def flash(self) -> BoardFlash:
+        """The board's filesystem as stored in its flash (read with littlefs-python)."""
+        return BoardFlash(self.fs_dir)
 
     def output(self) -> str:
         self.log.flush()

@@ -7,6 +7,9 @@
     vb.wait_for(r"ready", timeout=10)
     vb.stop(); air.stop()
 
+Each board's filesystem is its own flash, ``DIR/flash/vfs.bin`` (LittleFS2 at ``/``, see
+docs/virtual-board.md); :class:`BoardFlash` reads and writes it from the host.
+
 A board process that ends with a reset (machine.reset/soft_reset, a WDT timeout, deepsleep) is started
 again like real hardware would restart: immediately, or after the deep-sleep time. The reason comes from
 ``sim_state.json`` in the board directory (``pending``), which the board writes just before it ends.
@@ -49,6 +52,113 @@ def _drain(stream: Any, sink: list[str], cond: threading.Condition, echo: str | 
             cond.notify_all()
         if echo is not None:
             print(f"[{echo}] {line}", flush=True)
+
+
+#: the sim's default partition table (device/sim/simboard.py DEFAULT_PARTITIONS): its vfs partition
+DEFAULT_VFS_SIZE = 0x310000
+
+
+def write_board_files(d: Path, *, name: str, chip: str, partitions: list[dict[str, Any]] | None = None,
+                      espnow_v2: bool = False) -> None:
+    """The launcher's files in a board directory: ``sim_board.json`` (name, chip, ESP-NOW version for
+    the sim) and ``partitions.json`` when a partition table is given."""
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "sim_board.json").write_text(json.dumps({"name": name, "chip": chip, "espnow_v2": bool(espnow_v2)}))
+    if partitions:
+        (d / "partitions.json").write_text(json.dumps(partitions))
+
+
+def prepare_board_dir(d: str | Path, board: str | None = None) -> tuple[str, str, bool]:
+    """Write the launcher's files for ``board`` (a board name or TOML path; None = the sim's defaults)
+    into board directory ``d``; returns (name, chip, espnow_v2)."""
+    name, chip, v2 = "fieldlink virtual board", "esp32s3", False
+    parts: list[dict[str, Any]] | None = None
+    if board:
+        from fieldlink_host.boards import load_board
+
+        b = load_board(board)
+        name, chip, v2 = b.name, b.chip, b.espnow_v2
+        parts = [{"name": p.name, "type": p.type, "subtype": p.subtype, "offset": p.offset, "size": p.size}
+                 for p in b.partitions] or None
+    write_board_files(Path(d), name=name, chip=chip, partitions=parts, espnow_v2=v2)
+    return name, chip, v2
+
+
+class BoardFlash:
+    """The filesystem of a virtual board as it sits in its flash: ``BOARD_DIR/flash/vfs.bin`` (LittleFS2
+    with the ESP32 port's geometry, the same bytes ``fieldlink image`` puts in the ``vfs`` partition),
+    read and written with littlefs-python. Write only while the board is not running."""
+
+    def __init__(self, board_dir: str | Path) -> None:
+        self.dir = Path(board_dir)
+        self.path = self.dir / "flash" / "vfs.bin"
+
+    @property
+    def size(self) -> int:
+        try:
+            parts = json.loads((self.dir / "partitions.json").read_text())
+        except (OSError, ValueError):
+            return DEFAULT_VFS_SIZE
+        for p in parts:
+            if p.get("name") == "vfs":
+                return int(p["size"])
+        raise FieldlinkError("board has no vfs partition", where=str(self.dir / "partitions.json"))
+
+    def image(self) -> bytes:
+        """The whole partition (the file is shorter while the tail is still erased)."""
+        data = self.path.read_bytes() if self.path.exists() else b""
+        return data + b"\xff" * (self.size - len(data))
+
+    def _fs(self, create: bool = False) -> Any:
+        from littlefs import LittleFS
+
+        from fieldlink_host.image import BLOCK_SIZE, LFS_LOOKAHEAD, LFS_PROG_SIZE, LFS_READ_SIZE, _lfs
+
+        data = self.image()
+        if data[:BLOCK_SIZE * 2] == b"\xff" * (BLOCK_SIZE * 2):
+            if not create:
+                raise FieldlinkError("the board's filesystem is not formatted yet (boot it once)",
+                                     where=str(self.path))
+            return _lfs(self.size // BLOCK_SIZE)  # formatted like `fieldlink image` does
+        fs: Any = LittleFS(block_size=BLOCK_SIZE, block_count=self.size // BLOCK_SIZE, read_size=LFS_READ_SIZE,
+                           prog_size=LFS_PROG_SIZE, lookahead_size=LFS_LOOKAHEAD, mount=False)
+        fs.context.buffer[:] = data
+        fs.mount()
+        return fs
+
+    def files(self) -> dict[str, bytes]:
+        """Every file on the board: path (no leading '/') -> content; {} if never formatted."""
+        if not self.path.exists():
+            return {}
+        from fieldlink_host.image import read_fs_image
+
+        return read_fs_image(self.image())
+
+    def listdir(self, path: str = "/") -> list[str]:
+        fs = self._fs()
+        try:
+            return sorted(fs.listdir(path))
+        finally:
+            fs.unmount()
+
+    def read(self, path: str) -> bytes:
+        return self.files()[path.lstrip("/")]
+
+    def write(self, files: Mapping[str, bytes | str]) -> None:
+        """Put files on the board's filesystem (formatting an erased one like the firmware would)."""
+        fs = self._fs(create=True)
+        for path, data in files.items():
+            p = path.lstrip("/")
+            parent = p.rsplit("/", 1)[0] if "/" in p else ""
+            if parent:
+                fs.makedirs(parent, exist_ok=True)
+            with fs.open(p, "wb") as f:
+                f.write(data.encode() if isinstance(data, str) else data)
+        fs.unmount()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_bytes(bytes(fs.context.buffer))
+        os.replace(tmp, self.path)
 
 
 class AirHub:
@@ -212,15 +322,17 @@ class VirtualBoard:
             if isinstance(self.board, Mapping):
                 config = dict(self.board)
                 parts = config.get("partitions")
+                v2 = bool(config.pop("espnow_v2", False))
             else:
                 from fieldlink_host.boards import load_board
                 b = load_board(str(self.board))
                 config = b.device_config()
                 parts = [{"name": p.name, "type": p.type, "subtype": p.subtype, "offset": p.offset,
                           "size": p.size} for p in b.partitions]
+                v2 = b.espnow_v2
             (self.dir / "board.json").write_text(json.dumps(config, sort_keys=True))
-            if parts:
-                (self.dir / "partitions.json").write_text(json.dumps(parts))
+            write_board_files(self.dir, name=str(config.get("name", self.dir.name)),
+                              chip=str(config.get("chip", "esp32s3")), partitions=parts, espnow_v2=v2)
         if isinstance(self.scenario, Mapping):
             path = self.dir / "scenario.json"
             path.write_text(json.dumps(dict(self.scenario)))

@@ -19,6 +19,9 @@ import serial
 from fieldlink_host.deploy import deploy
 from fieldlink_host.ptyboard import VirtualBoardProcess
 
+sys.path.insert(0, str(Path(__file__).parent))
+from vboard_safety import assert_board_root_is_own  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 RULES_YAML = ROOT / "examples" / "greenhouse.rules.yaml"
 
@@ -28,6 +31,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture()
 def vboard(tmp_path: Path) -> Iterator[VirtualBoardProcess]:
     with VirtualBoardProcess(tmp_path / "fs", board="sim-node") as vb:
+        assert_board_root_is_own(vb.port, vb.fs_dir)  # deploy writes and removes files on it
         yield vb
 
 
@@ -64,8 +68,7 @@ def test_built_bundle_boots_the_node_with_its_rules(vboard: VirtualBoardProcess,
 
     r = deploy(vboard.port, bundle, reset=False)
     assert r.switched and r.slot == "a"
-    fs = vboard.fs_dir.resolve()
-    slot = fs / "fl" / "a"
+    slot = "/fl/a"  # where the boot.py loader puts the active slot, as on hardware
 
     with serial.Serial(vboard.port, 115200, timeout=0.2) as s:
         s.write(b"\r\x03\x03\x02")  # interrupt, leave the raw REPL mpremote may have left
@@ -84,10 +87,11 @@ def test_built_bundle_boots_the_node_with_its_rules(vboard: VirtualBoardProcess,
     for bad in ("role stopped", "Traceback", "config error", "rejected", "soft reboot", "ESP-ROM", ">>> "):
         assert bad not in after, text  # no crash, no restart, main.py did not return to the REPL
     # state went to the store outside the slots; one boot counted
-    state = json.loads((fs / "fl" / "data" / "node_state.json").read_text())
+    files = vboard.flash.files()  # the board's flash, read with littlefs-python
+    state = json.loads(files["fl/data/node_state.json"])
     assert state["boot"] == 1
-    assert json.loads((fs / "fl" / "data" / "board.json.last").read_text())["name"] == "sim-node"
-    assert not (fs / "fl" / "data" / "rules.bin").exists()  # bundled rules are not persisted
+    assert json.loads(files["fl/data/board.json.last"])["name"] == "sim-node"
+    assert "fl/data/rules.bin" not in files  # bundled rules are not persisted
     # the running node stops for the next deploy (Ctrl-C), and the slot is still exactly the bundle
     r2 = deploy(vboard.port, bundle, reset=False)
     assert not r2.switched and r2.files_copied == 0 and r2.bytes_copied == 0

@@ -14,18 +14,18 @@ import pytest
 import serial
 from fieldlink_host.ptyboard import VirtualBoardProcess
 
+sys.path.insert(0, str(Path(__file__).parent))
+from vboard_safety import assert_board_root_is_own  # noqa: E402
+
 
 @pytest.fixture()
 def board(tmp_path: Path) -> Iterator[VirtualBoardProcess]:
-    fs = tmp_path / "fs"
-    fs.mkdir()
-    (fs / "boot.py").write_text("print('boot.py ran')\n")
-    (fs / "main.py").write_text("print('main.py ran')\n")
-    with VirtualBoardProcess(fs, board="esp32-c6-devkitc-1") as vb:
+    files = {"boot.py": "print('boot.py ran')\n", "main.py": "print('main.py ran')\n"}
+    with VirtualBoardProcess(tmp_path / "fs", board="esp32-c6-devkitc-1", files=files) as vb:
         yield vb
 
 
-def _read_until(s: serial.Serial, marker: bytes, timeout: float = 10.0) -> bytes:
+def _read_until(s: serial.Serial, marker: bytes, timeout: float = 30.0) -> bytes:
     out = b""
     end = time.monotonic() + timeout
     while marker not in out and time.monotonic() < end:
@@ -73,15 +73,16 @@ def test_hard_reset_on_nonzero_exit(board: VirtualBoardProcess) -> None:
         s.write(b"\r\x03\x02")
         _read_until(s, b">>> ")
         s.write(b"import sys\r\nsys.exit(5)\r\n")
-        out = _read_until(s, b">>> ", 15)
+        out = _read_until(s, b"rst:0xc", 15)  # (earlier prompts may still be in flight: wait for the reset)
+        end = time.monotonic() + 15
+        while b">>> " not in out[out.index(b"rst:0xc"):] and time.monotonic() < end:
+            out += s.read(4096)
     assert b"rst:0xc (RTC_SW_CPU_RST)" in out and b"main.py ran" in out
 
 
 def test_ctrl_c_interrupts_endless_main(tmp_path: Path) -> None:
-    fs = tmp_path / "fs"
-    fs.mkdir()
-    (fs / "main.py").write_text("import time\nprint('app running')\nwhile True:\n    time.sleep(0.05)\n")
-    with VirtualBoardProcess(fs) as vb:
+    main = "import time\nprint('app running')\nwhile True:\n    time.sleep(0.05)\n"
+    with VirtualBoardProcess(tmp_path / "fs", files={"main.py": main}) as vb:
         with serial.Serial(vb.port, 115200, timeout=0.2) as s:
             _read_until(s, b"app running")
             s.write(b"\x03")
@@ -98,9 +99,10 @@ def test_ctrl_c_interrupts_endless_main(tmp_path: Path) -> None:
 def test_mpremote_with_and_without_resume(board: VirtualBoardProcess) -> None:
     local = board.fs_dir.parent / "data.bin"
     local.write_bytes(bytes(range(256)) * 20)
+    assert_board_root_is_own(board.port, board.fs_dir)
     _mpremote(board.port, "fs", "mkdir", ":sub")
     _mpremote(board.port, "fs", "cp", str(local), ":sub/data.bin")  # soft-resets on entry
-    assert (board.fs_dir / "sub" / "data.bin").read_bytes() == local.read_bytes()
+    assert board.flash.read("sub/data.bin") == local.read_bytes()
     _mpremote(board.port, "exec", "state = 'kept'")
     # resume: no soft reset, so state survives; without it, the soft reset clears it
     assert _mpremote(board.port, "resume", "exec", "print(state)").strip() == "kept"
@@ -125,10 +127,11 @@ def test_ampy_put_get_ls(board: VirtualBoardProcess) -> None:
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return proc.stdout
 
+    assert_board_root_is_own(board.port, board.fs_dir)
     ampy("mkdir", "adir")
     ampy("put", str(local), "adir/a.txt")
-    assert (board.fs_dir / "adir" / "a.txt").read_text() == local.read_text()
+    assert board.flash.read("adir/a.txt") == local.read_bytes()
     assert ampy("get", "adir/a.txt").rstrip("\n") == local.read_text().rstrip("\n")
-    # (ampy ls always prefixes "/", which on the unix port is the host's root: not used here)
+    assert ampy("ls").split() == ["/adir", "/boot.py", "/main.py"]  # the board's root, not the host's
     ampy("rm", "adir/a.txt")
-    assert not (board.fs_dir / "adir" / "a.txt").exists()
+    assert "adir/a.txt" not in board.flash.files()
