@@ -6,6 +6,9 @@
 #            without CUT it prints "@steps N"
 #   recover  boot like the device after the cut (loader slot selection + on_boot, repeated on a reboot
 #            request), report the state ("@state JSON"), then run the update to the end and report again
+#   fwsetup / fwupdate [CUT] / fwconfirm [CUT] / fwrecover   the same for a firmware update on the virtual
+#            board's esp32.Partition (each process start is a board boot; fwconfirm = boot + self-test +
+#            confirm; fwrecover reboots in-process as long as the boot asks for it)
 import sys
 
 try:
@@ -74,8 +77,101 @@ def _state(root, store):
             .decode()}
 
 
+FW_OLD = b"\xe9" + b"\x11" * 5000
+FW_NEW = b"\xe9" + bytes(range(256)) * 40 + b"\x22" * 77  # 3 blocks and a partial one
+
+
+def _sim_boot(root):
+    import simboard
+    simboard.reset()
+    simboard.setup(dir=root + "/sim")
+
+
+def _sim_reboot(root):
+    import simboard
+    try:
+        simboard.board().end(simboard.HARD_RESET)
+    except SystemExit:
+        pass
+    _sim_boot(root)
+
+
+def _fw_update(root, store):
+    from otakit import manifest
+    up = Updater(store, root, board=BOARD, mpy=RUNTIME_MPY)
+    m, sig = manifest(OWNER, "firmware", FW_NEW, 2, "2.0")
+    s = up.begin(m, sig)
+    send(s, FW_NEW, 1500)
+    s.finish()
+
+
+def _fw_state(root, store):
+    import esp32
+    run = esp32.Partition(esp32.Partition.RUNNING)
+    label = run.info()[4]
+    buf = bytearray(len(FW_NEW) if label == "ota_1" else len(FW_OLD))
+    run.readblocks(0, buf)
+    image = {bytes(FW_NEW): "2.0", bytes(FW_OLD): "1.0"}.get(bytes(buf))
+    st = State(store).d
+    return {"running": label, "version": image, "counter": st["counters"].get("firmware"),
+            "trial": st["trial"] is not None, "state": run._ota_state(), "keep": bootsel._read(store + "/keep.txt")}
+
+
+def _fw_settle(root, store):
+    for _ in range(5):
+        r = boot.run_trial(root, store, lambda: (True, None))
+        if r["state"] in ("reboot", "rolled_back"):
+            _sim_reboot(root)
+            continue
+        return r
+    raise AssertionError("boot loops")
+
+
+def fw_main(mode, root, store):
+    if mode == "fwsetup":
+        board_root("pcfw", keys=[OWNER])
+        fsio.mkdirs(store)
+        st = State(store)
+        st.install_keys([OWNER.pub])
+        st.raise_counter("firmware", 1, "1.0")
+        st.save()
+        with open(store + "/keep.txt", "w") as f:
+            f.write(KEEP)
+        _sim_boot(root)
+        import esp32
+        esp32.Partition("ota_0").writeblocks(0, FW_OLD + b"\xff" * (-len(FW_OLD) % 4096))
+        print("@ok")
+        return
+    _sim_boot(root)  # every process start is a boot
+    if mode == "fwupdate":
+        cut = int(sys.argv[3]) if len(sys.argv) > 3 else None
+        n = _steps(cut)
+        _fw_update(root, store)
+        print("@steps %d" % n[0])
+    elif mode == "fwconfirm":
+        cut = int(sys.argv[3]) if len(sys.argv) > 3 else None
+        n = _steps(cut)
+        r = boot.run_trial(root, store, lambda: (True, None))
+        assert r["state"] == "confirmed", r
+        print("@steps %d" % n[0])
+    elif mode == "fwrecover":
+        _fw_settle(root, store)
+        print("@state " + json.dumps(_fw_state(root, store)))
+        try:
+            _fw_update(root, store)
+            _sim_reboot(root)
+            _fw_settle(root, store)
+            _sim_reboot(root)
+        except OtaError as e:
+            print("@refused " + e.reason)
+        print("@final " + json.dumps(_fw_state(root, store)))
+
+
 def main():
     mode, root = sys.argv[1], sys.argv[2]
+    if mode.startswith("fw"):
+        fw_main(mode, root, root + "/fl/data")
+        return
     store = root + "/fl/data"
     if mode == "setup":
         r, s = board_root("pc", keys=[OWNER], files=app_files(b"v0"))

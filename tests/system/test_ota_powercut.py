@@ -35,9 +35,9 @@ def _run(*args: str) -> str:
     return proc.stdout
 
 
-def _cut(root: Path, k: int) -> str:
-    """Run the update and SIGKILL it at its k-th step; returns the step's name."""
-    proc = subprocess.Popen([micropython_binary(), str(CHILD), "update", str(root), str(k)], stdin=subprocess.PIPE,
+def _cut(root: Path, k: int, mode: str = "update") -> str:
+    """Run the update (mode) and SIGKILL it at its k-th step; returns the step's name."""
+    proc = subprocess.Popen([micropython_binary(), str(CHILD), mode, str(root), str(k)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
     try:
         assert proc.stdout is not None
@@ -88,3 +88,40 @@ def test_power_cut_at_every_step_of_update_and_confirm(tmp_path: Path) -> None:
         assert fin["version"] == "2.0" and fin["counter"] == 2 and fin["main"] == "main v2", (where, out)
         assert fin["keep"] == "relay state: fan on"
     assert seen_old and seen_new  # cuts before and after the switch were both exercised
+
+
+def _fw_check(out: str, where: str) -> str:
+    st = _line(out, "@state")
+    assert st["keep"] == "relay state: fan on" and not st["trial"], (where, st)
+    if st["running"] == "ota_1":  # the new image, complete and confirmed, with its counter
+        assert st["version"] == "2.0" and st["counter"] == 2 and st["state"] == "valid", (where, st)
+    else:  # the old image, untouched, counter not lowered
+        assert st["running"] == "ota_0" and st["version"] == "1.0" and st["counter"] == 1, (where, st)
+    fin = _line(out, "@final")
+    assert fin["running"] == "ota_1" and fin["version"] == "2.0" and fin["counter"] == 2, (where, out)
+    assert fin["state"] == "valid" and not fin["trial"]
+    return str(st["running"])
+
+
+def test_power_cut_at_every_step_of_a_firmware_update_and_its_confirmation(tmp_path: Path) -> None:
+    template = tmp_path / "template"
+    template.mkdir()
+    _run("fwsetup", str(template))
+    probe = tmp_path / "probe"
+    shutil.copytree(template, probe)
+    n_update = int(_run("fwupdate", str(probe)).split("@steps ")[1].split()[0])
+    n_confirm = int(_run("fwconfirm", str(probe)).split("@steps ")[1].split()[0])
+    assert n_update >= 6 and n_confirm >= 2  # flash blocks, progress records, trial, set_boot; mark valid, record
+    seen = []
+    for k in range(1, n_update + 1):
+        root = tmp_path / f"u{k}"
+        shutil.copytree(template, root)
+        step = _cut(root, k, "fwupdate")
+        seen.append(_fw_check(_run("fwrecover", str(root)), f"update cut {k} ({step})"))
+    for k in range(1, n_confirm + 1):
+        root = tmp_path / f"c{k}"
+        shutil.copytree(template, root)
+        _run("fwupdate", str(root))
+        step = _cut(root, k, "fwconfirm")
+        seen.append(_fw_check(_run("fwrecover", str(root)), f"confirm cut {k} ({step})"))
+    assert "ota_0" in seen and "ota_1" in seen, seen  # cuts before and after the switch were both exercised
