@@ -118,7 +118,8 @@ def test_main_rolls_back_a_role_that_dies_on_its_trial_boot():
     with open(path, "w") as f:
         f.write(json.dumps(NODE_CFG))
     resets = []
-    saved = (main._reset, node_start.build_node, main._sleep_s, main.make_relays)
+    saved = (main._reset, node_start.build_node, main._sleep_s, main.make_relays, main._wdt)
+    main._wdt = lambda cfg: None  # no virtual watchdog left running after the test
     main._reset = lambda: resets.append(1)
     main._sleep_s = lambda s, wdt=None: None
     main.make_relays = lambda cfg, store, restore=True: None
@@ -128,7 +129,7 @@ def test_main_rolls_back_a_role_that_dies_on_its_trial_boot():
         main.run(path, store=store, retry_s=0, max_attempts=1)
     finally:
         sys.path.pop(0)
-        main._reset, node_start.build_node, main._sleep_s, main.make_relays = saved
+        main._reset, node_start.build_node, main._sleep_s, main.make_relays, main._wdt = saved
     assert resets == [1]
     assert read(root + "/fl/trial") is None and read(root + "/fl/rollback") == "crash"
     assert bootsel.select(root) == "a"
