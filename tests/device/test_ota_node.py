@@ -193,3 +193,19 @@ def test_first_boot_trusts_the_bundle_owner_key_once():
     OtaHook(store, slot, BOARD).boot()  # an installed trust store is never replaced by a bundle
     assert sorted(State(store).d["keys"]) == [OWNER.kid]
     raises(ValueError, __import__("fieldlink.ota.state", None, None, ["x"]).parse_owner_keys, b'{"keys": []}')
+
+
+def test_node_status_reports_ota_and_a_real_node_passes_the_self_test():
+    from test_node import Rig
+    root, store = _on_trial("realnode")
+    r = Rig()
+    hook = OtaHook(store, root + "/fl/b", BOARD, settle_ms=0, timeout_ms=5000)
+    hook.boot()
+    r.node.ota = hook
+    st = r.node.status()
+    assert st["ota"]["trial"] == {"kind": "app", "version": "2.0"} and st["ota"]["keys"] == [OWNER.kid]
+    ok, reason = hook.self_test(r.node)
+    assert ok, reason
+    assert _run(hook.supervise(r.node, None, poll_ms=10)) is True
+    assert r.node.status()["ota"]["counters"] == {"app": 2}
+    assert [e["ev"] for e in r.node.events] == ["ota_confirmed"]
