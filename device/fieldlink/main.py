@@ -136,7 +136,7 @@ def role_start(role):
 
 
 async def _role_main(role_obj, ota=None):
-    if ota is not None:  # an update on trial: self-test, then confirm or roll back (docs/ota.md)
+    if ota is not None:  # an update on trial (self-test, confirm or roll back) or a rollback to report
         asyncio.create_task(ota.supervise(role_obj, _reset))
     await role_obj.run()
 
@@ -210,7 +210,7 @@ def run(config_path=None, role=None, uplink=None, store=None, retry_s=5, max_att
             obj = role_start(r)(cfg, store, relays, wdt, app, uplink)
             if ota is not None:
                 obj.ota = ota
-            asyncio.run(_role_main(obj, ota if ota is not None and ota.on_trial() else None))
+            asyncio.run(_role_main(obj, ota if ota is not None and ota.pending() else None))
             backoff = retry_s
         except KeyboardInterrupt:
             if relays is not None:

@@ -102,6 +102,7 @@ def test_rollback_is_reported_as_an_event_on_the_next_boot():
     bootsel.select(root)
     hook = OtaHook(store, root + "/fl/a", BOARD)
     assert hook.boot()["rolled_back"] == "crash"
+    assert hook.pending() and not hook.on_trial()  # main starts the supervisor for the report
     role = Role()
     assert _run(hook.supervise(role)) is None
     assert role.events == [("ota_rollback", "warning", {"kind": "app", "version": "2.0", "reason": "crash"})]

@@ -63,6 +63,10 @@ class OtaHook:
     def on_trial(self):
         return bool(self.result and "trial" in self.result)
 
+    def pending(self):
+        """supervise() has work: a trial to confirm, or a rollback to report as an event."""
+        return bool(self.result and ("trial" in self.result or "rolled_back" in self.result))
+
     def updater(self, **kw):
         return Updater(self.store, self.root or ".", board=self.board, **kw)
 
