@@ -16,7 +16,9 @@ NEXT = Key(b"\x03" * 32)
 
 
 def _up(store, root, **kw):
-    return Updater(store, root, board=BOARD, mpy=kw.pop("mpy", RUNTIME_MPY), **kw)
+    from fieldlink.rules.verify import verify
+    return Updater(store, root, board=BOARD, mpy=kw.pop("mpy", RUNTIME_MPY),
+                   verify_rules=kw.pop("verify_rules", verify), **kw)
 
 
 def _refused(reason, fn, *a):
@@ -162,6 +164,8 @@ def test_wrong_board_and_wrong_kind_refused():
     _refused("wrong_kind", _up(store, root, kinds=("app",)).begin, m, sig)
     m, sig = manifest(OWNER, "bootloader", b"x", 2, "b1")
     _refused("wrong_kind", _up(store, root).begin, m, sig)
+    m, sig = manifest(OWNER, "rules", b"FLRV", 2, "r1")
+    _refused("wrong_kind", _up(store, root, verify_rules=None).begin, m, sig)  # no rules engine (gateway)
     _unchanged(root, store)
 
 

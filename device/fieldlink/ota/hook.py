@@ -4,15 +4,15 @@
 #   await hook.supervise(role, reset)    on a trial: self-test until it passes (confirm) or the timeout
 #                                        (roll back, reset); emits ota_confirmed / ota_rollback events
 #   hook.crashed(reason)                 the role died during a trial: roll back (caller resets)
-#   hook.check_rules(prog, m, sig)       signed-rules gate for rules_load; hook.persist_rules(...)
+# Signed rules (node only) are in fieldlink.ota.rules_sig, so a gateway bundle carries no rules code.
 #   hook.status()                        the "ota" field of the node's status
 try:
     import asyncio
 except ImportError:  # pragma: no cover
     import uasyncio as asyncio
 
-from fieldlink.ota import boot, bootsel, fsio, rules_sig, state
-from fieldlink.ota.updater import RULES_FILE, RULES_SIG, OtaError, Updater
+from fieldlink.ota import boot, bootsel, state
+from fieldlink.ota.updater import Updater
 from fieldlink.runtime import store as st
 from fieldlink.runtime.clock import ticks_diff, ticks_ms
 from fieldlink.runtime.platform import say
@@ -68,6 +68,7 @@ class OtaHook:
         return bool(self.result and ("trial" in self.result or "rolled_back" in self.result))
 
     def updater(self, **kw):
+        """The Updater for this board and store (a node passes verify_rules= and on_rules=)."""
         return Updater(self.store, self.root or ".", board=self.board, **kw)
 
     def status(self):
@@ -156,40 +157,6 @@ class OtaHook:
             boot.rollback(self.root, self.store, reason)
         self.result = None
         return True
-
-    # ---- signed rules
-    def check_rules(self, prog, m=None, sig=None):
-        """None if prog may be loaded, else (err, msg) for the command reply."""
-        env = None
-        if m is not None or sig is not None:
-            env = {"m": m.decode() if isinstance(m, (bytes, bytearray)) else m,
-                   "sig": sig if isinstance(sig, str) or sig is None else fsio.hexs(sig)}
-        try:
-            rules_sig.check(self.store, prog, self.board, env)
-        except OtaError as e:
-            return e.reason, str(e)
-        return None
-
-    def persisted_rules_ok(self):
-        """The program persisted in the store may run (signed, or no owner key): (ok, reason)."""
-        p = st.join(self.store, RULES_FILE)
-        blob = st.read(p, "rules program")
-        if blob is None:
-            return True, None
-        try:
-            rules_sig.check(self.store, blob, self.board, rules_sig.envelope(self.store))
-        except OtaError as e:
-            return False, str(e)
-        return True, None
-
-    def persist_rules(self, prog, m=None, sig=None):
-        """Store a (verified) program with its signed envelope: envelope first, then the program."""
-        if m is not None:
-            import json
-            text = m.decode() if isinstance(m, (bytes, bytearray)) else m
-            sh = sig if isinstance(sig, str) else fsio.hexs(sig)
-            st.write(st.join(self.store, RULES_SIG), json.dumps({"m": text, "sig": sh}))
-        st.write(st.join(self.store, RULES_FILE), bytes(prog))
 
 
 async def _sleep_ms(ms):

@@ -13,8 +13,12 @@ except ImportError:  # pragma: no cover
     from uhashlib import sha256
 
 from fieldlink.ota import ed25519, fsio
+from fieldlink.ota.manifest import OtaError
 from fieldlink.ota.state import State, unhex
-from fieldlink.ota.updater import RULES_SIG, OtaError
+from fieldlink.runtime import store as st
+
+RULES_FILE = "rules.bin"  # the program in the store (fieldlink.node.start.RULES_FILE)
+RULES_SIG = "rules.bin.ota"  # its signed manifest + signature
 
 
 def envelope(store):
@@ -55,3 +59,26 @@ def check(store, prog, board=None, env=None):
     if m.get("size") != len(prog) or m.get("sha256") != fsio.hexs(sha256(bytes(prog)).digest()):
         raise OtaError("bad_hash", "program does not match the signed sha256")
     return None
+
+
+def gate(store, board, prog, m=None, sig=None):
+    """rules_load's check: None if prog may be loaded, else (err, msg) for the command reply. m: signed
+    manifest bytes or text, sig: 64 bytes or hex (both absent: unsigned)."""
+    env = None
+    if m is not None or sig is not None:
+        env = {"m": m.decode() if isinstance(m, (bytes, bytearray)) else m,
+               "sig": sig if isinstance(sig, str) or sig is None else fsio.hexs(sig)}
+    try:
+        check(store, prog, board, env)
+    except OtaError as e:
+        return e.reason, str(e)
+    return None
+
+
+def persist(store, prog, m=None, sig=None):
+    """Store a verified program with its signed envelope: envelope first, then the program."""
+    if m is not None:
+        text = m.decode() if isinstance(m, (bytes, bytearray)) else m
+        sh = sig if isinstance(sig, str) else fsio.hexs(sig)
+        st.write(st.join(store, RULES_SIG), json.dumps({"m": text, "sig": sh}))
+    st.write(st.join(store, RULES_FILE), bytes(prog))

@@ -21,7 +21,7 @@ BLOCK = 4096  # firmware: flash sector; progress is persisted per block
 SLOTS = ("a", "b")
 BUNDLE_FORMAT = "fieldlink-bundle/1"
 BUNDLE_MANIFEST = "manifest.json"
-RULES_FILE = "rules.bin"
+RULES_FILE = "rules.bin"  # = fieldlink.ota.rules_sig.RULES_FILE
 RULES_SIG = "rules.bin.ota"  # signed manifest + signature of the installed rules program
 AUTO = object()
 
@@ -40,9 +40,11 @@ def read_text(path):
 
 
 class Updater:
-    def __init__(self, store, root=".", board=None, kinds=KINDS, mpy=AUTO, on_rules=None):
+    def __init__(self, store, root=".", board=None, kinds=KINDS, mpy=AUTO, on_rules=None, verify_rules=None):
         """store: the store directory (fl/data); root: where fl/ lives; board: this board's name;
         mpy: the runtime's sys.implementation._mpy (AUTO: detect; None: do not check);
+        verify_rules(program_bytes): the rules verifier (fieldlink.rules.verify.verify); without it the
+        device takes no rules updates (a gateway: the rules code stays out of its bundle);
         on_rules(program_bytes): called after a rules update is installed (the node swaps it in)."""
         self.store = store.rstrip("/")
         self.root = root.rstrip("/") or "."
@@ -50,6 +52,9 @@ class Updater:
         self.kinds = kinds
         self.mpy = runtime_mpy() if mpy is AUTO else mpy
         self.on_rules = on_rules
+        self.verify_rules = verify_rules
+        if verify_rules is None:
+            self.kinds = tuple(k for k in kinds if k != "rules")
         self.state = State(self.store)
         self.dir = self.state.dir
         self.session_path = self.dir + "/session.json"
@@ -391,10 +396,7 @@ class Session:
         elif kind == "rules":
             prog = fsio.read(self.stage)
             try:
-                from fieldlink.rules.verify import verify
-                verify(prog)
-            except ImportError:
-                pass
+                up.verify_rules(prog)
             except Exception as e:
                 self.abort("bad_rules")
                 raise OtaError("bad_rules", "rules program rejected: %s" % (e,))
