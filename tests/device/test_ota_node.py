@@ -4,10 +4,7 @@
 import json
 import sys
 
-try:
-    import asyncio
-except ImportError:  # pragma: no cover
-    import uasyncio as asyncio
+import asyncio
 
 from devtest import raises
 from otakit import BOARD, Key, app_files, app_update, board_root, hx, manifest, read, send

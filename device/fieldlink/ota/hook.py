@@ -4,17 +4,12 @@
 #   await hook.supervise(role, reset)    on a trial: self-test until it passes (confirm) or the timeout
 #                                        (roll back, reset); emits ota_confirmed / ota_rollback events
 #   hook.crashed(reason)                 the role died during a trial: roll back (caller resets)
-# Signed rules (node only) are in fieldlink.ota.rules_sig, so a gateway bundle carries no rules code.
 #   hook.status()                        the "ota" field of the node's status
-try:
-    import asyncio
-except ImportError:  # pragma: no cover
-    import uasyncio as asyncio
-
+# Signed rules (node only) are in fieldlink.ota.rules_sig, so a gateway bundle carries no rules code.
 from fieldlink.ota import boot, bootsel, state
 from fieldlink.ota.updater import Updater
 from fieldlink.runtime import store as st
-from fieldlink.runtime.clock import ticks_diff, ticks_ms
+from fieldlink.runtime.clock import asleep_ms, ticks_diff, ticks_ms
 from fieldlink.runtime.platform import say
 
 TRIAL_TIMEOUT_MS = 60000  # the self-test must pass within this time after boot (link to the gateway)
@@ -118,7 +113,7 @@ class OtaHook:
         t = r["trial"]
         t0 = ticks_ms()
         reason = None
-        await _sleep_ms(self.settle_ms)  # a role that dies right after starting is never confirmed
+        await asleep_ms(self.settle_ms)  # a role that dies right after starting is never confirmed
         while True:
             try:
                 ok, reason = self.self_test(obj)
@@ -132,10 +127,10 @@ class OtaHook:
                 return True
             if ticks_diff(ticks_ms(), t0) >= self.timeout_ms:
                 break
-            await _sleep_ms(poll_ms)
+            await asleep_ms(poll_ms)
         self.roll_back(obj, reason or "self_test")
         if reset is not None:
-            await asyncio.sleep(1)  # let the event leave
+            await asleep_ms(1000)  # let the event leave
             reset()
         return False
 
@@ -157,13 +152,6 @@ class OtaHook:
             boot.rollback(self.root, self.store, reason)
         self.result = None
         return True
-
-
-async def _sleep_ms(ms):
-    if hasattr(asyncio, "sleep_ms"):
-        await asyncio.sleep_ms(ms)
-    else:
-        await asyncio.sleep(ms / 1000)
 
 
 def _bin_files(d):
