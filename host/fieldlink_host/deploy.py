@@ -33,6 +33,7 @@ from fieldlink_host.build import (
     sha256_file,
 )
 from fieldlink_host.errors import FieldlinkError, FieldlinkTimeout
+from fieldlink_host.paths import DEVICE_PKG
 
 SLOT_ROOT = "fl"
 SLOTS = ("a", "b")
@@ -40,17 +41,28 @@ ACTIVE = f"{SLOT_ROOT}/active"
 ACTIVE_NEW = f"{SLOT_ROOT}/active.new"
 
 LOADER_BOOT = b'''# fieldlink loader, written by `fieldlink deploy` / `fieldlink image` (docs/deploy.md).
-# Puts the active app slot (fl/a or fl/b, named in fl/active) first on sys.path.
+# Puts the app slot to run first on sys.path: fl/active, or an update on trial chosen by flboot.py
+# (fieldlink.ota.bootsel: at most 3 unconfirmed boots, a watchdog reset rolls back; docs/ota.md).
 import sys
 
 
 def _fl_slot():
+    s = None
     try:
-        f = open("fl/active")
-        s = f.read().strip()
-        f.close()
-    except OSError:
-        return None
+        import flboot
+        try:
+            import machine
+            cause = machine.reset_cause()
+        except Exception:
+            cause = None
+        s = flboot.select(".", cause)
+    except Exception:  # no or broken flboot.py: the confirmed slot
+        try:
+            f = open("fl/active")
+            s = f.read().strip()
+            f.close()
+        except OSError:
+            return None
     if s not in ("a", "b"):
         return None
     import os
@@ -65,7 +77,8 @@ del _fl_slot, _fl_dir
 '''
 
 LOADER_MAIN = b'''# fieldlink loader, written by `fieldlink deploy` / `fieldlink image` (docs/deploy.md).
-# Runs the active app slot's main module (main.mpy or main.py), if it has one.
+# Runs the app slot's main module (main.mpy or main.py), if it has one. If it raises while an update is
+# on trial, the trial ends (flboot.crashed) and the board resets into the previous slot (docs/ota.md).
 import sys
 
 
@@ -79,14 +92,28 @@ def _fl_main():
             os.stat(d + "/" + n)
         except OSError:
             continue
-        __import__("main")
+        try:
+            __import__("main")
+        except Exception:
+            try:
+                import flboot
+                rolled = flboot.crashed(".")
+            except Exception:
+                rolled = False
+            if rolled:
+                import machine
+                machine.reset()
+            raise
         return
 
 
 _fl_main()
 '''
 
-LOADER_FILES: dict[str, bytes] = {"boot.py": LOADER_BOOT, "main.py": LOADER_MAIN}
+#: the boot slot selection of fieldlink.ota (self-contained, runs before any slot is on sys.path)
+LOADER_FLBOOT = (DEVICE_PKG / "ota" / "bootsel.py").read_bytes()
+
+LOADER_FILES: dict[str, bytes] = {"boot.py": LOADER_BOOT, "main.py": LOADER_MAIN, "flboot.py": LOADER_FLBOOT}
 
 
 VIAS = ("mpremote", "ampy")
@@ -153,7 +180,7 @@ for _s in ('a', 'b'):
     _fl_walk('fl/' + _s, '', _o, _d)
     _r['slots'][_s] = _o
     _r['dirs'][_s] = _d
-for _n in ('boot.py', 'main.py'):
+for _n in LOADER_NAMES:
     try:
         _r['loader'][_n] = _fl_h(_n)
     except OSError:
@@ -168,7 +195,7 @@ try:
 except Exception:
     pass
 print(json.dumps(_r))
-"""
+""".replace("LOADER_NAMES", repr(tuple(LOADER_FILES)))
 
 
 class _Session(Protocol):
@@ -430,13 +457,17 @@ def _soft_reset_friendly(ser: Any, timeout: float = 10.0) -> None:
 
 # --- deploy ----------------------------------------------------------------------------------------
 
-def _resolve_bundle(bundle: Path | str | Bundle | None, board: str | None) -> Bundle:
+def _resolve_bundle(bundle: Path | str | Bundle | None, board: str | None,
+                    owner_keys: list[Path | str] | None = None) -> Bundle:
+    if owner_keys and bundle is not None:
+        raise FieldlinkError("--owner-key goes into a bundle being built: use --board without --bundle, or "
+                             "`fieldlink build --owner-key`")
     if isinstance(bundle, Bundle):
         b = bundle
     elif bundle is not None:
         b = load_bundle(bundle)
     elif board is not None:
-        b = build_bundle(board)
+        b = build_bundle(board, owner_keys=owner_keys or ())
     else:
         raise FieldlinkError("deploy needs --bundle DIR or --board BOARD")
     if board is not None and Path(board).suffix != ".toml" and b.board != board:
@@ -467,7 +498,7 @@ def _check_scan(scan: Any, port: str) -> None:
 def deploy(port: str, bundle: Path | str | Bundle | None = None, *, via: str = "mpremote",
            board: str | None = None, reset: bool = True, force: bool = False, baud: int = 115200,
            progress: Callable[[int, int, str], None] | None = None,
-           timeout: float = EXCHANGE_TIMEOUT) -> DeployResult:
+           timeout: float = EXCHANGE_TIMEOUT, owner_keys: list[Path | str] | None = None) -> DeployResult:
     """Copy a bundle into the board's inactive app slot and switch to it with one rename.
 
     mpremote: hashes on the device decide what is copied (unchanged files are skipped or copied on the
@@ -476,7 +507,7 @@ def deploy(port: str, bundle: Path | str | Bundle | None = None, *, via: str = "
     """
     if via not in VIAS:
         raise FieldlinkError(f"--via must be one of {', '.join(VIAS)}, got {via!r}")
-    b = _resolve_bundle(bundle, board)
+    b = _resolve_bundle(bundle, board, owner_keys)
     t0 = time.monotonic()
     files = bundle_payload_files(b)
     target = {rel: sha256_file(b.root / rel) for rel in files}

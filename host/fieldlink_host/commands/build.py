@@ -14,6 +14,7 @@ EXAMPLES = """examples:
   fieldlink build --board sim-node --app myapp --out build/sim   add the app in ./myapp (main.py, ...)
   fieldlink build --board esp32-c6-devkitc-1 --rules rules.bin -O2
   fieldlink build --board sim-node --rules examples/greenhouse.rules.yaml --arch x64   for the virtual board
+  fieldlink build --board esp32-c6-devkitc-1 --owner-key keys/owner.pub   devices trust keys/owner.pub
 The bundle holds .mpy files for the board's architecture (xtensawin or rv32imc), board.json and
 manifest.json (file list, sizes, sha256, board, version, git revision, mpy-cross version).
 Without an app main.py a generated main module starts fieldlink.main.run() (the board's role).
@@ -68,7 +69,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         bundle = build_bundle(args.board, args.out, app_dir=args.app, rules=args.rules or (),
                               natmod_dir=args.natmods, opt_level=args.opt, version=args.version, arch=args.arch,
-                              progress=progress)
+                              owner_keys=args.owner_key or (), progress=progress)
     finally:
         if bar is not None:
             bar.close()
@@ -99,4 +100,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="runtime to build for (default: the board's; circuitpython builds a CIRCUITPY tree)")
     p.add_argument("--mpy-cross", metavar="PATH",
                    help="CircuitPython's mpy-cross for the board's CircuitPython version (else .py files)")
+    p.add_argument("--owner-key", type=Path, action="append", metavar="PUB",
+                   help="owner public key the device trusts for signed OTA updates from its first boot "
+                        "(repeatable; owner_keys.json, docs/ota.md)")
     p.set_defaults(func=_run)
