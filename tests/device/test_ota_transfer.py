@@ -353,14 +353,15 @@ def test_receiver_survives_garbage():
     sink = MemSink(img)
     r = tr.Receiver(sink, window=8)
     junk = [None, [], [0], [9, 1], [tr.OP_DATA, 1, 2, 3], [tr.OP_DATA, "x", 0, 0, b""],
-            [tr.OP_START, 1, 2, -3, 200, 16], [tr.OP_START, 1, 2, 3, 999, 16], [tr.OP_START, 1, 2, 3, 200, 99],
+            [tr.OP_START, 1, 2, -3, 200, 16, 0], [tr.OP_START, 1, 2, 3, 999, 16, 0], [tr.OP_START, 1, 2, 3, 200, 99, 0],
+            [tr.OP_START, 1, 2, 3, 200, 16],
             [tr.OP_SACK, 1, 0, 0, 0, 0], {"a": 1}, "str", [tr.OP_POLL, 1, "p"], [tr.OP_FIN, 1, True, None]]
     for m in junk:
         rep = r.on_msg(m)
         assert rep is None or rep[0] == tr.OP_REFUSE, (m, rep)
     assert r.counters["bad"] >= 10 and sink.begun == 0
     # a session: out of range index, wrong length, beyond the window are ignored and counted
-    assert r.on_msg([tr.OP_START, 3, 9, 1000, 200, 8])[0] == tr.OP_SACK
+    assert r.on_msg([tr.OP_START, 3, 9, 1000, 200, 8, 0])[0] == tr.OP_SACK
     assert r.on_msg([tr.OP_DATA, 3, 5, 1, b"x"]) is None            # wrong length (bad)
     assert r.on_msg([tr.OP_DATA, 3, 9, 0, bytes(200)]) is None       # index out of range
     assert r.on_msg([tr.OP_DATA, 4, 0, 1, img[:200]]) == [tr.OP_REFUSE, 4, "session"]
@@ -372,3 +373,21 @@ def test_receiver_survives_garbage():
     for m in junk:
         s.on_msg(m, 0)
     assert s.state == tr.START
+
+
+def test_battery_threshold_refuses_start():
+    img = image(2000)
+    level = [30]
+    for need, ok in ((40, False), (30, True), (0, True)):
+        run = Run(img)
+        run.s.min_battery = need
+        run.r.battery = lambda: level[0]
+        run.complete()
+        assert run.s.ok is ok, need
+        if not ok:
+            assert run.s.info == "battery" and run.s.counters["data_tx"] == 0 and run.sink.begun == 0
+    run = Run(img)
+    run.s.min_battery = 10
+    run.r.battery = lambda: None           # unknown level: not enough when a threshold is asked
+    run.complete()
+    assert run.s.info == "battery"

@@ -13,7 +13,8 @@
 #   s.on_msg(msg, now)              a SACK / FIN / REFUSE from the receiver
 #   s.state: START SEND WAIT FINWAIT DONE FAILED STALLED; s.resume(now) restarts a STALLED session
 #
-#   r = Receiver(sink, window=16)
+#   r = Receiver(sink, window=16, battery=None)   battery() -> percent; a START asking for more is
+#                                   refused with "battery" (the sender retries at the next wake)
 #   reply = r.on_msg(msg)           a START / DATA / POLL / ABORT; reply is a message or None
 #   sink: begin(sid, cid, size, chunk) -> first chunk to receive (int, resume point) or refusal (str)
 #         write(offset, data)       in order, contiguous; finish() -> (ok, info); abort(reason)
@@ -26,14 +27,14 @@ except ImportError:
 from fieldlink.clock import ticks_add, ticks_diff
 
 # messages (msgpack arrays carried as the body of an unsequenced T_OTA_CHUNK link frame)
-OP_START = const(1)    # S->R [1, sid, cid, size, chunk, window]
+OP_START = const(1)    # S->R [1, sid, cid, size, chunk, window, min_battery]
 OP_DATA = const(2)     # S->R [2, sid, idx, pid, data]     pid != 0: answer with a SACK now
 OP_POLL = const(3)     # S->R [3, sid, pid]
 OP_SACK = const(4)     # R->S [4, sid, base, bits, credit, pid]
 OP_FIN = const(5)      # R->S [5, sid, ok, info]
 OP_REFUSE = const(6)   # R->S [6, sid, reason]
 OP_ABORT = const(7)    # S->R [7, sid, reason]
-ARITY = (0, 6, 5, 3, 6, 4, 3, 3)
+ARITY = (0, 7, 5, 3, 6, 4, 3, 3)
 
 MAX_WINDOW = const(32)    # the SACK bitmap is 32 bits
 MAX_CHUNK = const(223)    # largest chunk that fits one authenticated ESP-NOW frame (250 - 27)
@@ -85,7 +86,7 @@ class Sender:
     """Sends one image to one receiver. See the module comment."""
 
     def __init__(self, sid, cid, size, read, chunk=200, window=16, rto_ms=250, rto_max_ms=4000,
-                 max_tries=6):
+                 max_tries=6, min_battery=0):
         if not 0 < chunk <= MAX_CHUNK:
             raise ValueError("chunk must be 1..%d" % MAX_CHUNK)
         if not 0 < window <= MAX_WINDOW:
@@ -104,6 +105,7 @@ class Sender:
         self.rto_ms = rto_ms
         self.rto_max_ms = rto_max_ms
         self.max_tries = max_tries
+        self.min_battery = min_battery
         self.slot = bytearray(window)   # _INFLIGHT/_LOST/_ACKED for chunk idx at idx % window
         self.spid = bytearray(window)   # poll id of the burst the chunk was last sent in
         self.pid = 1                    # poll id of the next burst
@@ -223,7 +225,7 @@ class Sender:
         self._arm(now)
         if st == START:
             self.counters["starts_tx"] += 1
-            out.append([OP_START, self.sid, self.cid, self.size, self.chunk, self.window])
+            out.append([OP_START, self.sid, self.cid, self.size, self.chunk, self.window, self.min_battery])
         else:
             self.counters["polls_tx"] += 1
             out.append([OP_POLL, self.sid, self.pid])
@@ -250,6 +252,8 @@ class Sender:
             self.state = DONE if msg[2] else FAILED
             self.ok = bool(msg[2])
             self.info = msg[3]
+            if self.ok:
+                self.base = self.n      # the receiver has every chunk
         elif op == OP_REFUSE:
             if msg[2] == "session" and self.state != START:
                 self.resume(now)          # the receiver rebooted: START again, it tells where it is
@@ -300,10 +304,11 @@ class Sender:
 class Receiver:
     """Receives one session at a time into a sink. See the module comment."""
 
-    def __init__(self, sink, window=16, chunk_max=MAX_CHUNK):
+    def __init__(self, sink, window=16, chunk_max=MAX_CHUNK, battery=None):
         if not 0 < window <= MAX_WINDOW:
             raise ValueError("window must be 1..%d" % MAX_WINDOW)
         self.sink = sink
+        self.battery = battery
         self.window = window
         self.chunk_max = chunk_max
         self.buf = bytearray(window * chunk_max)   # out-of-order chunks, slot idx % window
@@ -343,7 +348,7 @@ class Receiver:
             return None
         sid = msg[1]
         if op == OP_START:
-            return self._start(sid, msg[2], msg[3], msg[4], msg[5])
+            return self._start(sid, msg[2], msg[3], msg[4], msg[5], msg[6])
         if sid != self.sid:
             if op == OP_POLL or (op == OP_DATA and msg[3]):
                 return [OP_REFUSE, sid, "session"]
@@ -371,7 +376,7 @@ class Receiver:
         self.fin = None
         self._clear()
 
-    def _start(self, sid, cid, size, chunk, window):
+    def _start(self, sid, cid, size, chunk, window, batt):
         if sid == self.sid and size == self.size and chunk == self.chunk:
             if self.fin is not None:
                 return [OP_FIN, sid, self.fin[0], self.fin[1]]
@@ -380,6 +385,13 @@ class Receiver:
                 or (size + chunk - 1) // chunk > 0xFFFF):
             self.counters["bad"] += 1
             return [OP_REFUSE, sid, "params"]
+        if batt and self.battery is not None:
+            try:
+                level = self.battery()
+            except Exception:  # noqa: BLE001 - an unreadable battery is not enough to start
+                level = None
+            if level is None or level < batt:
+                return [OP_REFUSE, sid, "battery"]
         self._drop("replaced")
         try:
             r = self.sink.begin(sid, cid, size, chunk)
