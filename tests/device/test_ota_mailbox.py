@@ -179,7 +179,7 @@ def test_three_nodes_at_once_with_loss():
         payload = image(9000, 3)
         net = Net(d, payload, n=3, loss=0.2)
         iid = net.upload(manifest_for(payload))
-        ok, r, err = net.box.command("ota_push", {"id": iid, "to": [hexd(m) for m in net.macs]})
+        ok, r, err = net.box.command("ota_push", {"id": iid, "nodes": [hexd(m) for m in net.macs]})
         assert ok and r == {"n": 3}
         for m in net.macs:
             assert net.box.pending(m) == iid
@@ -210,7 +210,7 @@ def test_sleeping_node_below_battery_threshold_is_not_started():
         payload = image(4000, 5)
         net = Net(d, payload, n=2, batts={0: 30, 1: 90})
         iid = net.upload(manifest_for(payload))
-        ok, r, err = net.box.command("ota_push", {"id": iid, "to": [hexd(m) for m in net.macs], "batt": 50})
+        ok, r, err = net.box.command("ota_push", {"id": iid, "nodes": [hexd(m) for m in net.macs], "batt": 50})
         assert ok
         low, high = net.macs
         # the node wakes (its telemetry reaches the gateway): it is offered the update and refuses
@@ -245,7 +245,7 @@ def test_transfer_continues_over_several_wakes_and_a_power_cut():
         payload = image(20000, 9)
         net = Net(d, payload, n=1)
         iid = net.upload(manifest_for(payload))
-        net.box.command("ota_push", {"id": iid, "to": [hexd(net.macs[0])]})
+        net.box.command("ota_push", {"id": iid, "nodes": [hexd(net.macs[0])]})
         mac = net.macs[0]
         ch = net.chans[mac]
         e = net.box.entries[mac]
@@ -289,7 +289,7 @@ def test_refusals_reach_the_host():
         payload = image(3000, 1)
         net = Net(d, payload, n=2, sig=bytes(64))   # the nodes trust another key: refused before payload
         iid = net.upload(manifest_for(payload))
-        net.box.command("ota_push", {"id": iid, "to": [hexd(m) for m in net.macs]})
+        net.box.command("ota_push", {"id": iid, "nodes": [hexd(m) for m in net.macs]})
         for m in net.macs:
             net.box.heard(m, net.t)
         net.until(lambda: all(s != "updating" for s in net.states()))
@@ -302,7 +302,7 @@ def test_refusals_reach_the_host():
         os.mkdir(d2)
         net = Net(d2, payload, n=1)
         iid = net.upload(manifest_for(image(3000, 2)))
-        net.box.command("ota_push", {"id": iid, "to": [hexd(net.macs[0])]})
+        net.box.command("ota_push", {"id": iid, "nodes": [hexd(net.macs[0])]})
         net.box.heard(net.macs[0], net.t)
         net.until(lambda: net.states() != ["updating"])
         assert net.states() == ["failed"] and net.box.entries[net.macs[0]].err == "sha256"
@@ -316,18 +316,18 @@ def test_host_commands_bad_input_and_limits():
         payload = image(2000, 4)
         net = Net(d, payload, n=5)
         box = net.box
-        assert box.command("ota_push", {"id": 1, "to": ["020000000001"]}) == (False, None, "no_image")
+        assert box.command("ota_push", {"id": 1, "nodes": ["020000000001"]}) == (False, None, "no_image")
         for a in ({}, {"id": 1, "size": "x"}, {"id": 1, "size": 10, "sha256": 5}):
             ok, r, err = box.command("ota_image", a)
             assert not ok and err, (a, err)
         assert box.command("nope", {})[2] == "unknown_op"
         iid = net.upload(manifest_for(payload))
-        assert box.command("ota_push", {"id": iid, "to": ["zz"]})[2] == "bad_mac"
-        assert box.command("ota_push", {"id": iid, "to": []})[2] == "bad_args"
-        assert box.command("ota_push", {"id": iid, "to": ["020000000001"], "batt": 101})[2] == "bad_args"
-        assert box.command("ota_push", {"id": iid + 1, "to": ["020000000001"]})[2] == "no_image"
+        assert box.command("ota_push", {"id": iid, "nodes": ["zz"]})[2] == "bad_mac"
+        assert box.command("ota_push", {"id": iid, "nodes": []})[2] == "bad_args"
+        assert box.command("ota_push", {"id": iid, "nodes": ["020000000001"], "batt": 101})[2] == "bad_args"
+        assert box.command("ota_push", {"id": iid + 1, "nodes": ["020000000001"]})[2] == "no_image"
         # at most max_sessions (4) run at once; the fifth starts when it is heard with a free slot
-        box.command("ota_push", {"id": iid, "to": [hexd(m) for m in net.macs]})
+        box.command("ota_push", {"id": iid, "nodes": [hexd(m) for m in net.macs]})
         started = [box.heard(m, net.t) for m in net.macs]
         assert started == [True, True, True, True, False]
         assert box.active() == 4
@@ -335,8 +335,8 @@ def test_host_commands_bad_input_and_limits():
         assert box.heard(net.macs[4], net.t)
         net.until(lambda: net.states()[4] != "updating")
         assert net.states() == ["transferred"] * 5
-        assert box.command("ota_cancel", {"to": [hexd(net.macs[0])]}) == (True, {"n": 0}, None)
-        box.command("ota_push", {"id": iid, "to": [hexd(net.macs[0])]})
+        assert box.command("ota_cancel", {"nodes": [hexd(net.macs[0])]}) == (True, {"n": 0}, None)
+        box.command("ota_push", {"id": iid, "nodes": [hexd(net.macs[0])]})
         assert box.command("ota_cancel", {}) == (True, {"n": 1}, None)
         assert box.pending(net.macs[0]) is None
     finally:

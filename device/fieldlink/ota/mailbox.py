@@ -258,9 +258,9 @@ class Mailbox:
                              window=self.window, min_battery=e.batt)
         e.state = "updating"
         e.err = None
+        e.reported = -1
         self.counters["started"] += 1
-        self._event(e)
-        return True
+        return True     # reported to the host as "updating" once the node accepted the START
 
     def on_msg(self, mac, msg, now):
         """A T_OTA_CHUNK body from a node."""
@@ -293,7 +293,7 @@ class Mailbox:
                 e.err = s.info
                 self.counters["failed"] += 1
             self._event(e)
-        elif e.state == "updating":
+        elif e.state == "updating" and s.counters["sacks_rx"]:
             done, total = s.progress()
             tenth = done * 10 // total if total else 0
             if tenth != e.reported:
@@ -339,7 +339,7 @@ class Mailbox:
             if op == "ota_push":
                 if st.ident() != a.get("id") or not st.complete():
                     return False, None, "no_image"
-                to = a.get("to")
+                to = a.get("nodes")
                 if not isinstance(to, list) or not to:
                     return False, None, "bad_args"
                 macs = [_unhex(m) for m in to if isinstance(m, str) and len(m) == 12]
@@ -350,7 +350,7 @@ class Mailbox:
                     return False, None, "bad_args"
                 return True, {"n": self.push(macs, batt)}, None
             if op == "ota_cancel":
-                to = a.get("to")
+                to = a.get("nodes")
                 macs = [_unhex(m) for m in to] if isinstance(to, list) else None
                 return True, {"n": self.cancel(macs)}, None
             if op == "ota_state":
