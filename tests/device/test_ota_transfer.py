@@ -5,8 +5,8 @@
 # resends after a resume. Runs under CPython and MicroPython.
 from devtest import raises, rmtree, tmpdir
 
-from fieldlink import linkframe as lf
-from fieldlink import mpack
+from fieldlink.link import frame as lf
+from fieldlink.codec import mpack
 from fieldlink.ota import transfer as tr
 
 KEY = b"0123456789abcdef"

@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 
-from fieldlink.clock import ticks_diff
+from fieldlink.runtime.clock import ticks_diff
 from fieldlink.ota import transfer as tr
 
 MAGIC = b"FLO1"

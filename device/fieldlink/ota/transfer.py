@@ -24,7 +24,7 @@ except ImportError:
     def const(x):
         return x
 
-from fieldlink.clock import ticks_add, ticks_diff
+from fieldlink.runtime.clock import ticks_add, ticks_diff
 
 # messages (msgpack arrays carried as the body of an unsequenced T_OTA_CHUNK link frame)
 OP_START = const(1)    # S->R [1, sid, cid, size, chunk, window, min_battery]

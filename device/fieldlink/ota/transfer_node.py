@@ -17,7 +17,7 @@
 import json
 import os
 
-from fieldlink.clock import ticks_diff
+from fieldlink.runtime.clock import ticks_diff
 from fieldlink.ota.mailbox import MAGIC, SIG_LEN, image_id
 from fieldlink.ota.transfer import Receiver
 
