@@ -1,0 +1,1 @@
+"""OTA on the host: make and inspect signed update packages (docs/ota.md)."""
