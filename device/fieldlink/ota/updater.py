@@ -37,7 +37,7 @@ class OtaError(Exception):
     """An update refused or failed; .reason is a short token (docs/ota.md)."""
 
     def __init__(self, reason, msg=None):
-        Exception.__init__(self, "%s: %s" % (reason, msg) if msg else reason)
+        super().__init__("%s: %s" % (reason, msg) if msg else reason)
         self.reason = reason
 
 
@@ -260,7 +260,8 @@ class Session:
             self.fpos = 0
         elif self.kind == "firmware":
             self.part = self._partition(self.rec["label"])
-            self.buf = bytearray()
+            self.buf = bytearray(BLOCK)
+            self.blen = 0
         else:
             self.stage = self.up.dir + "/stage.bin"
 
@@ -287,11 +288,13 @@ class Session:
             self._empty_files()
         elif self.kind == "firmware":
             n = int(self.rec.get("blocks", 0))
+            upto = min(n * BLOCK, self.total)  # the last block may be padded with 0xFF
             blk = bytearray(BLOCK)
+            mv = memoryview(blk)
             for i in range(n):
                 self.part.readblocks(i, blk)
-                self.h.update(blk)
-            self.offset = n * BLOCK
+                self.h.update(mv[:min(BLOCK, upto - i * BLOCK)])
+            self.offset = upto
         else:
             if fsio.exists(self.stage):
                 self.h = fsio.sha256_file(self.stage)
@@ -405,11 +408,17 @@ class Session:
             raise OtaError("bad_image", "firmware image does not start with the 0xE9 magic")
         self.h.update(data)
         self.offset += len(data)
-        buf = self.buf
-        buf.extend(data)
-        while len(buf) >= BLOCK:
-            self._flush_block(buf[:BLOCK])
-            del buf[:BLOCK]
+        buf = self.buf  # one preallocated block
+        i = 0
+        n = len(data)
+        while i < n:
+            k = min(n - i, BLOCK - self.blen)
+            buf[self.blen:self.blen + k] = data[i:i + k]
+            self.blen += k
+            i += k
+            if self.blen == BLOCK:
+                self._flush_block(buf)
+                self.blen = 0
 
     def _flush_block(self, blk):
         n = int(self.rec["blocks"])
@@ -436,10 +445,11 @@ class Session:
         up = self.up
         st = up.state
         if kind == "firmware":
-            if len(self.buf):
-                blk = bytes(self.buf) + b"\xff" * (BLOCK - len(self.buf))
-                self._flush_block(blk)
-                self.buf = bytearray()
+            if self.blen:
+                for i in range(self.blen, BLOCK):
+                    self.buf[i] = 0xFF
+                self._flush_block(self.buf)
+                self.blen = 0
         if kind != "app" and fsio.hexs(self.h.digest()) != m["sha256"]:
             self.abort("bad_hash")
             raise OtaError("bad_hash", "payload does not match the signed sha256")
