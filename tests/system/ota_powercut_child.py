@@ -1,3 +1,4 @@
+# ruff: noqa: UP031, I001 - MicroPython code: %-formatting on purpose, device-test import order
 # MicroPython side of tests/system/test_ota_powercut.py. Modes (argv: MODE ROOT [CUT]):
 #   setup    a board root: v0 app in slot a (counter 1 installed), owner key, a store file to keep
 #   update   the whole update of v2 (begin, stream, finish, boot, self-test, confirm); with CUT=k the
