@@ -3,8 +3,9 @@
 # at exactly that step (tests/host/test_ota_powercut.py). `Record` keeps a small JSON state in two
 # alternating copies, each with its own hash, so a cut while writing one leaves the other (older,
 # never newer) copy readable: a counter stored in it can never go back to a lower value.
-# TODO(layout): switch the atomic write to fieldlink.runtime.store once that lands on main.
 import os
+
+from fieldlink.runtime import store as _store
 
 try:
     import json
@@ -73,17 +74,9 @@ def read(path):
 
 
 def atomic_write(path, data):
-    tmp = path + ".tmp"
-    hook("write " + tmp)
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-    hook("rename " + path)
-    try:
-        os.rename(tmp, path)
-    except OSError:  # FAT: rename does not replace
-        os.remove(path)
-        os.rename(tmp, path)
+    """The store's temp + flush + rename write (fieldlink.runtime.store.write)."""
+    hook("write " + path)
+    _store.write(path, bytes(data))
 
 
 def append(path, data):
