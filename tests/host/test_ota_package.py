@@ -140,3 +140,30 @@ def test_cli_make_inspect_json_and_errors(tmp_path: Path, capsys: pytest.Capture
     assert err.startswith("fieldlink: error: ") and "Traceback" not in err and len(err.splitlines()) == 1
     assert main(["ota", "inspect", str(tmp_path / "missing")]) == 1
     assert "not an OTA package" in capsys.readouterr().err
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "build"
+
+
+def test_build_owner_key_is_trusted_on_first_boot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fieldlink.ota.state import bootstrap
+    from fieldlink_host.build import build_bundle
+
+    kp = new_keypair(tmp_path / "keys", "owner")
+    b = build_bundle(str(FIXTURES / "board.toml"), tmp_path / "bundle", device_pkg=FIXTURES / "device" / "fieldlink",
+                     revision="x", owner_keys=[kp.public])
+    assert "owner_keys.json" in [f.path for f in b.files]  # listed and hashed like every bundle file
+    root = tmp_path / "board"
+    slot = root / "fl" / "a"
+    slot.mkdir(parents=True)
+    (slot / "owner_keys.json").write_bytes((b.root / "owner_keys.json").read_bytes())
+    store = root / "fl" / "data"
+    assert bootstrap(str(store), str(slot)) == [kp.key_id]
+    from fieldlink_host.keys import key_info
+    assert State(str(store)).d["keys"] == {kp.key_id: key_info(kp.public).public_hex}
+    bad = tmp_path / "bad.pub"
+    bad.write_text("not a key")
+    assert main(["build", "--board", str(FIXTURES / "board.toml"), "--out", str(tmp_path / "b2"),
+                 "--owner-key", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fieldlink: error: ") and len(err.strip().splitlines()) == 1

@@ -19,6 +19,7 @@ Without an app main.py a generated main module starts fieldlink.main.run() (the 
 YAML rules (NAME.yaml, NAME.rules.yaml) are compiled for the board into rules/NAME.bin; .bin programs
 are verified and copied; the node runs the first rules/*.bin by name.
 Building twice from the same sources gives byte-identical output.
+  fieldlink build --board esp32-c6-devkitc-1 --owner-key keys/owner.pub   devices trust keys/owner.pub
 """
 
 
@@ -34,7 +35,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         bundle = build_bundle(args.board, args.out, app_dir=args.app, rules=args.rules or (),
                               natmod_dir=args.natmods, opt_level=args.opt, version=args.version, arch=args.arch,
-                              progress=progress)
+                              owner_keys=args.owner_key or (), progress=progress)
     finally:
         if bar is not None:
             bar.close()
@@ -60,4 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="mpy-cross optimisation level 0..3 (default 0)")
     p.add_argument("--arch", help="override the board's mpy arch (e.g. x64 for native code on the virtual board)")
     p.add_argument("--version", help="version to record (default: fieldlink.VERSION)")
+    p.add_argument("--owner-key", type=Path, action="append", metavar="PUB",
+                   help="owner public key the device trusts for signed OTA updates from its first boot "
+                        "(repeatable; owner_keys.json, docs/ota.md)")
     p.set_defaults(func=_run)
