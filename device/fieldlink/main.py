@@ -138,8 +138,36 @@ def role_start(role):
     return __import__("fieldlink.%s.start" % role, None, None, ("start",)).start
 
 
-async def _role_main(role_obj):
+async def _role_main(role_obj, ota=None):
+    if ota is not None:  # an update on trial: self-test, then confirm or roll back (docs/ota.md)
+        asyncio.create_task(ota.supervise(role_obj, _reset))
     await role_obj.run()
+
+
+def _reset():
+    m = machine()
+    if m is not None and hasattr(m, "reset"):
+        m.reset()
+    raise SystemExit(1)  # no machine module: end the process so the supervisor restarts it
+
+
+def ota_hook(cfg, store):
+    """fieldlink.ota's boot side (None in a bundle without it): trust the bundle's owner key on first
+    boot, report rollbacks, detect a trial, finish a switch a power cut interrupted (-> reset)."""
+    try:
+        from fieldlink.ota.hook import OtaHook
+    except ImportError:
+        return None
+    try:
+        hook = OtaHook(store, slot_dir(), cfg.get("name"))
+        r = hook.boot()
+    except Exception as e:
+        say("ota: boot check failed: %s" % exc_text(e))
+        return None
+    if r and r.get("reboot"):
+        say("ota: completing an interrupted switch: resetting")
+        _reset()
+    return hook
 
 
 def run(config_path=None, role=None, uplink=None, store=None, retry_s=5, max_attempts=None):
@@ -154,6 +182,7 @@ def run(config_path=None, role=None, uplink=None, store=None, retry_s=5, max_att
     attempts = 0
     backoff = retry_s
     wdt = None
+    ota = False  # not looked at yet
     while max_attempts is None or attempts < max_attempts:
         attempts += 1
         try:
@@ -178,9 +207,13 @@ def run(config_path=None, role=None, uplink=None, store=None, retry_s=5, max_att
             wdt = _wdt(cfg)
         r = role or cfg["role"]
         say("board %s (%s) from %s, store %s: starting the %s role" % (cfg["name"], cfg["role"], path, store, r))
+        if ota is False:
+            ota = ota_hook(cfg, store)
         try:
             obj = role_start(r)(cfg, store, relays, wdt, app, uplink)
-            asyncio.run(_role_main(obj))
+            if ota is not None:
+                obj.ota = ota
+            asyncio.run(_role_main(obj, ota if ota is not None and ota.on_trial() else None))
             backoff = retry_s
         except KeyboardInterrupt:
             if relays is not None:
@@ -189,6 +222,11 @@ def run(config_path=None, role=None, uplink=None, store=None, retry_s=5, max_att
         except Exception as e:
             say("%s role stopped: %s" % (r, exc_text(e)))
             print_exc(e, sys.stderr)
+            if ota is not None and ota.crashed("crash: %s" % exc_text(e)):
+                say("ota: the update crashed on its trial boot: rolling back")
+                if relays is not None:
+                    relays.all_off()
+                _reset()
             if relays is not None:
                 try:
                     relays.all_off()

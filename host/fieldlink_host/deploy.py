@@ -343,13 +343,17 @@ def _soft_reset_friendly(ser: Any, timeout: float = 10.0) -> None:
 
 # --- deploy ----------------------------------------------------------------------------------------
 
-def _resolve_bundle(bundle: Path | str | Bundle | None, board: str | None) -> Bundle:
+def _resolve_bundle(bundle: Path | str | Bundle | None, board: str | None,
+                    owner_keys: list[Path | str] | None = None) -> Bundle:
+    if owner_keys and bundle is not None:
+        raise FieldlinkError("--owner-key goes into a bundle being built: use --board without --bundle, or "
+                             "`fieldlink build --owner-key`")
     if isinstance(bundle, Bundle):
         b = bundle
     elif bundle is not None:
         b = load_bundle(bundle)
     elif board is not None:
-        b = build_bundle(board)
+        b = build_bundle(board, owner_keys=owner_keys or ())
     else:
         raise FieldlinkError("deploy needs --bundle DIR or --board BOARD")
     if board is not None and Path(board).suffix != ".toml" and b.board != board:
@@ -359,7 +363,8 @@ def _resolve_bundle(bundle: Path | str | Bundle | None, board: str | None) -> Bu
 
 def deploy(port: str, bundle: Path | str | Bundle | None = None, *, via: str = "mpremote",
            board: str | None = None, reset: bool = True, force: bool = False, baud: int = 115200,
-           progress: Callable[[int, int, str], None] | None = None) -> DeployResult:
+           progress: Callable[[int, int, str], None] | None = None,
+           owner_keys: list[Path | str] | None = None) -> DeployResult:
     """Copy a bundle into the board's inactive app slot and switch to it with one rename.
 
     mpremote: hashes on the device decide what is copied (unchanged files are skipped or copied on the
@@ -368,7 +373,7 @@ def deploy(port: str, bundle: Path | str | Bundle | None = None, *, via: str = "
     """
     if via not in VIAS:
         raise FieldlinkError(f"--via must be one of {', '.join(VIAS)}, got {via!r}")
-    b = _resolve_bundle(bundle, board)
+    b = _resolve_bundle(bundle, board, owner_keys)
     t0 = time.monotonic()
     files = bundle_payload_files(b)
     target = {rel: sha256_file(b.root / rel) for rel in files}

@@ -112,8 +112,17 @@ def cmd_rules_load(node, a):
         return _err("bad_args")
     if node.rules is None:
         return _err("no_rules_engine")
+    ota = getattr(node, "ota", None)  # once an owner key is installed, only signed programs (docs/ota.md)
+    if ota is not None:
+        bad = ota.check_rules(bytes(prog), a.get("m"), a.get("sig"))
+        if bad is not None:
+            return _err(bad[0], msg=bad[1])
     try:
-        node.rules.load(bytes(prog))
+        if ota is None:
+            node.rules.load(bytes(prog))
+        else:
+            node.rules.load(bytes(prog), persist=False)  # verified and staged; stored with its signature
+            ota.persist_rules(bytes(prog), a.get("m"), a.get("sig"))
     except Exception as e:
         return _err("rejected", msg=exc_text(e))
     return {"ok": True, "size": len(prog)}

@@ -197,9 +197,16 @@ class Node(Reporting):
         return res
 
     def status(self):
-        return {"up": self.uptime_s(), "boot": self.state.boot, "fw": VERSION, "c": dict(self.counters),
-                "relays": self.relay_state(), "feat": dict(self.features), "pending": len(self.pending),
-                "crashes": self.sup.crashes, "time": self.epoch_ms()}
+        r = {"up": self.uptime_s(), "boot": self.state.boot, "fw": VERSION, "c": dict(self.counters),
+             "relays": self.relay_state(), "feat": dict(self.features), "pending": len(self.pending),
+             "crashes": self.sup.crashes, "time": self.epoch_ms()}
+        ota = getattr(self, "ota", None)  # fieldlink.ota.hook.OtaHook, set by fieldlink.main
+        if ota is not None:
+            try:
+                r["ota"] = ota.status()
+            except Exception as e:
+                r["ota"] = {"err": exc_text(e)}
+        return r
 
     # ------------------------------------------------------------------ link callbacks
     def _on_cmd(self, mac, mtype, obj, msgid):

@@ -89,9 +89,12 @@ def make_rules(cfg, store, app=None):
     persisted there by a hot swap (rules_load) if it verifies, else the bundled program (the first
     rules/*.bin of the app directory by name, not persisted), else none (a later rules_load installs
     one). Every problem is reported and the node runs on; None only if the engine cannot be created."""
+    refused = persisted_rules_refusal(cfg, store)
+    if refused:
+        say("rules: persisted program not loaded: %s" % refused)
     try:
         from fieldlink.rules.engine import RuleEngine  # a broken engine must not stop the node
-        eng = RuleEngine(path=st.join(store, RULES_FILE) if store else None, restore=True)
+        eng = RuleEngine(path=st.join(store, RULES_FILE) if store else None, restore=not refused)
     except Exception as e:
         say("rules engine not started: %s" % exc_text(e))
         return None
@@ -118,6 +121,26 @@ def make_rules(cfg, store, app=None):
         return eng
     say("rules: %s loaded (bundled, %d rules, %d bytes)" % (p, len(prog.rule_names), len(prog.raw)))
     return eng
+
+
+def persisted_rules_refusal(cfg, store):
+    """Why the program persisted in the store may not run (an owner key is installed and it is not
+    signed for this board: docs/ota.md "Rules"), or None. The file is left where it is."""
+    if not store:
+        return None
+    try:
+        from fieldlink.ota import rules_sig
+        from fieldlink.ota.updater import OtaError
+    except ImportError:  # a bundle without fieldlink.ota
+        return None
+    blob = st.read(st.join(store, RULES_FILE), "rules program")
+    if blob is None:
+        return None
+    try:
+        rules_sig.check(store, blob, cfg.get("name"), rules_sig.envelope(store))
+    except OtaError as e:
+        return str(e)
+    return None
 
 
 def start(cfg, store, relays, wdt, app, uplink):

@@ -22,6 +22,7 @@ fieldlink.ROLE.start and the app's modules, read from the source (docs/deploy.md
 YAML rules (NAME.yaml, NAME.rules.yaml) are compiled for the board into rules/NAME.bin; .bin programs
 are verified and copied; the node runs the first rules/*.bin by name.
 Building twice from the same sources gives byte-identical output.
+  fieldlink build --board esp32-c6-devkitc-1 --owner-key keys/owner.pub   devices trust keys/owner.pub
 """
 
 
@@ -37,7 +38,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         bundle = build_bundle(args.board, args.out, app_dir=args.app, rules=args.rules or (),
                               natmod_dir=args.natmods, opt_level=args.opt, version=args.version, arch=args.arch,
-                              progress=progress)
+                              owner_keys=args.owner_key or (), progress=progress)
     finally:
         if bar is not None:
             bar.close()
@@ -64,4 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="mpy-cross optimisation level 0..3 (default 0)")
     p.add_argument("--arch", help="override the board's mpy arch (e.g. x64 for native code on the virtual board)")
     p.add_argument("--version", help="version to record (default: fieldlink.VERSION)")
+    p.add_argument("--owner-key", type=Path, action="append", metavar="PUB",
+                   help="owner public key the device trusts for signed OTA updates from its first boot "
+                        "(repeatable; owner_keys.json, docs/ota.md)")
     p.set_defaults(func=_run)

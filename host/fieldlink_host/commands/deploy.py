@@ -28,7 +28,8 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         res = deploy(args.port, args.bundle, via=args.via, board=args.board, reset=not args.no_reset,
-                     force=args.force, baud=args.baud, progress=progress)
+                     force=args.force, baud=args.baud, progress=progress,
+                     owner_keys=args.owner_key)
     finally:
         if bar is not None:
             bar.close()
@@ -46,5 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--via", choices=VIAS, default="mpremote", help="transfer tool (default mpremote)")
     p.add_argument("--no-reset", action="store_true", help="do not soft-reset the board afterwards")
     p.add_argument("--force", action="store_true", help="replace an app built for another board")
+    p.add_argument("--owner-key", type=Path, action="append", metavar="PUB",
+                   help="with --board: build the bundle with this owner public key (signed OTA trust)")
     p.add_argument("--baud", type=int, default=115200, help="baud rate for UART bridges (default 115200)")
     p.set_defaults(func=_run)

@@ -1,0 +1,203 @@
+# The running board's side of OTA (docs/ota.md "Boot and confirm"), used by fieldlink.main and the node:
+#   OtaHook(store, slot, board).boot()   first boot: trust the bundle's owner_keys.json; then on_boot():
+#                                        trial? finish an interrupted switch (-> reset)? report a rollback
+#   await hook.supervise(role, reset)    on a trial: self-test until it passes (confirm) or the timeout
+#                                        (roll back, reset); emits ota_confirmed / ota_rollback events
+#   hook.crashed(reason)                 the role died during a trial: roll back (caller resets)
+#   hook.check_rules(prog, m, sig)       signed-rules gate for rules_load; hook.persist_rules(...)
+#   hook.status()                        the "ota" field of the node's status
+try:
+    import asyncio
+except ImportError:  # pragma: no cover
+    import uasyncio as asyncio
+
+from fieldlink.ota import boot, bootsel, fsio, rules_sig, state
+from fieldlink.ota.updater import RULES_FILE, RULES_SIG, OtaError, Updater
+from fieldlink.runtime import store as st
+from fieldlink.runtime.clock import ticks_diff, ticks_ms
+from fieldlink.runtime.platform import say
+
+TRIAL_TIMEOUT_MS = 60000  # the self-test must pass within this time after boot (link to the gateway)
+SETTLE_MS = 5000  # the role must have run this long before a passing self-test counts
+
+
+def root_of(slot):
+    """The board root (where fl/ lives) of an app slot directory .../fl/a, or None."""
+    if not slot:
+        return None
+    s = slot.rstrip("/")
+    if s in ("fl/a", "fl/b"):
+        return "."
+    if s.endswith("/fl/a") or s.endswith("/fl/b"):
+        return s[:-5] or "/"
+    return None
+
+
+class OtaHook:
+    def __init__(self, store, slot, board, timeout_ms=TRIAL_TIMEOUT_MS, settle_ms=SETTLE_MS):
+        self.store = store
+        self.slot = slot
+        self.root = root_of(slot)
+        self.board = board
+        self.timeout_ms = timeout_ms
+        self.settle_ms = settle_ms
+        self.result = None
+        self.reported = None
+
+    def boot(self):
+        if self.slot:
+            kids = state.bootstrap(self.store, self.slot)
+            if kids:
+                say("ota: trusting owner key(s) %s from the bundle" % ", ".join(kids))
+        if self.root is None:
+            return None
+        self.result = boot.on_boot(self.root, self.store)
+        r = self.result
+        if r and "rolled_back" in r:
+            say("ota: %s %s rolled back (%s)" % (r["kind"], r["version"], r["rolled_back"]))
+        elif r and "trial" in r:
+            say("ota: %s %s on trial: self-test within %d s" % (r["trial"]["kind"], r["trial"]["version"],
+                                                                  self.timeout_ms // 1000))
+        return r
+
+    def on_trial(self):
+        return bool(self.result and "trial" in self.result)
+
+    def updater(self, **kw):
+        return Updater(self.store, self.root or ".", board=self.board, **kw)
+
+    def status(self):
+        d = state.State(self.store).d
+        t = d["trial"]
+        return {"counters": d["counters"], "versions": d["versions"], "keys": sorted(d["keys"]),
+                "trial": ({"kind": t["kind"], "version": t["version"]} if t else None),
+                "last_rollback": d["last_rollback"]}
+
+    # ---- self-test and confirmation
+    def self_test(self, obj):
+        """(ok, reason): the role's own self-test (sensors answer), the link to the gateway, the rules."""
+        res = obj.self_test() if hasattr(obj, "self_test") else {"ok": True}
+        for name, good in (res.get("sensors") or {}).items():
+            if not good:
+                return False, "sensor %s" % name
+        link = getattr(obj, "link", None)
+        if link is not None and (not getattr(link, "paired", True) or not res.get("link", True)):
+            return False, "link"
+        rules = getattr(obj, "rules", None)
+        if rules is not None and (getattr(rules, "last_error", None) or
+                                  (getattr(rules, "prog", None) is None and getattr(rules, "pending", None) is None
+                                   and self._rules_expected())):
+            return False, "rules"
+        if not res.get("ok", True):
+            return False, "self_test"
+        return True, None
+
+    def _rules_expected(self):
+        return self.slot is not None and bool(_bin_files(st.join(self.slot, "rules")))
+
+    def _emit(self, obj, ev, sev, data):
+        if hasattr(obj, "emit"):
+            try:
+                obj.emit(ev, sev, data)
+            except Exception:
+                pass
+
+    async def supervise(self, obj, reset=None, poll_ms=500):
+        r = self.result
+        if r and "rolled_back" in r:
+            self._emit(obj, "ota_rollback", "warning", {"kind": r["kind"], "version": r["version"],
+                                                        "reason": r["rolled_back"]})
+            self.result = None
+        if not self.on_trial():
+            return None
+        t = r["trial"]
+        t0 = ticks_ms()
+        reason = None
+        await _sleep_ms(self.settle_ms)  # a role that dies right after starting is never confirmed
+        while True:
+            try:
+                ok, reason = self.self_test(obj)
+            except Exception as e:
+                ok, reason = False, "self_test raised %s" % (e,)
+            if ok:
+                boot.confirm(self.root, self.store)
+                self.result = None
+                say("ota: %s %s confirmed" % (t["kind"], t["version"]))
+                self._emit(obj, "ota_confirmed", "info", {"kind": t["kind"], "version": t["version"]})
+                return True
+            if ticks_diff(ticks_ms(), t0) >= self.timeout_ms:
+                break
+            await _sleep_ms(poll_ms)
+        self.roll_back(obj, reason or "self_test")
+        if reset is not None:
+            await asyncio.sleep(1)  # let the event leave
+            reset()
+        return False
+
+    def roll_back(self, obj, reason):
+        t = self.result["trial"]
+        boot.rollback(self.root, self.store, reason)
+        self.result = None
+        say("ota: %s %s failed its self-test (%s): rolling back" % (t["kind"], t["version"], reason))
+        self._emit(obj, "ota_rollback", "warning", {"kind": t["kind"], "version": t["version"], "reason": reason})
+
+    def crashed(self, reason="crash"):
+        """The role died while on trial: roll back now (the caller resets the board)."""
+        if not self.on_trial():
+            return False
+        t = self.result["trial"]
+        if t["kind"] == "app":
+            bootsel.crashed(self.root)
+        else:
+            boot.rollback(self.root, self.store, reason)
+        self.result = None
+        return True
+
+    # ---- signed rules
+    def check_rules(self, prog, m=None, sig=None):
+        """None if prog may be loaded, else (err, msg) for the command reply."""
+        env = None
+        if m is not None or sig is not None:
+            env = {"m": m.decode() if isinstance(m, (bytes, bytearray)) else m,
+                   "sig": sig if isinstance(sig, str) or sig is None else fsio.hexs(sig)}
+        try:
+            rules_sig.check(self.store, prog, self.board, env)
+        except OtaError as e:
+            return e.reason, str(e)
+        return None
+
+    def persisted_rules_ok(self):
+        """The program persisted in the store may run (signed, or no owner key): (ok, reason)."""
+        p = st.join(self.store, RULES_FILE)
+        blob = st.read(p, "rules program")
+        if blob is None:
+            return True, None
+        try:
+            rules_sig.check(self.store, blob, self.board, rules_sig.envelope(self.store))
+        except OtaError as e:
+            return False, str(e)
+        return True, None
+
+    def persist_rules(self, prog, m=None, sig=None):
+        """Store a (verified) program with its signed envelope: envelope first, then the program."""
+        if m is not None:
+            import json
+            text = m.decode() if isinstance(m, (bytes, bytearray)) else m
+            sh = sig if isinstance(sig, str) else fsio.hexs(sig)
+            st.write(st.join(self.store, RULES_SIG), json.dumps({"m": text, "sig": sh}))
+        st.write(st.join(self.store, RULES_FILE), bytes(prog))
+
+
+async def _sleep_ms(ms):
+    if hasattr(asyncio, "sleep_ms"):
+        await asyncio.sleep_ms(ms)
+    else:
+        await asyncio.sleep(ms / 1000)
+
+
+def _bin_files(d):
+    try:
+        import os
+        return [n for n in os.listdir(d) if n.endswith(".bin")]
+    except OSError:
+        return []

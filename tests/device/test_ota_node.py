@@ -1,0 +1,194 @@
+# OTA in the running board: fieldlink.main's trial handling (crash -> rollback), the self-test
+# supervisor (confirm, or roll back and reset), rules_load/make_rules refusing unsigned programs once an
+# owner key is installed, the first-boot trust bootstrap and the node's status field. CPython and MicroPython.
+import json
+import sys
+
+try:
+    import asyncio
+except ImportError:  # pragma: no cover
+    import uasyncio as asyncio
+
+from devtest import raises
+from otakit import BOARD, Key, app_files, app_update, board_root, hx, manifest, read, send
+from test_node_support import NODE_CFG
+
+from fieldlink import main
+from fieldlink.node import commands
+from fieldlink.node import start as node_start
+from fieldlink.ota import bootsel, fsio
+from fieldlink.ota.hook import OtaHook, root_of
+from fieldlink.ota.state import OWNER_KEYS, State
+from fieldlink.ota.updater import Updater
+
+OWNER = Key(b"\x05" * 32)
+
+
+def _on_trial(tag):
+    """A board whose app update (slot b) was installed and booted once by the loader."""
+    root, store = board_root(tag, keys=[OWNER])
+    m, sig, stream = app_update(OWNER, app_files(b"t"), 2, "2.0")
+    up = Updater(store, root, board=BOARD, mpy=None)
+    s = up.begin(m, sig)
+    send(s, stream, 500)
+    s.finish()
+    assert bootsel.select(root) == "b"
+    return root, store
+
+
+class Link:
+    def __init__(self, paired):
+        self.paired = paired
+
+
+class Role:
+    def __init__(self, paired=True, sensors_ok=True):
+        self.link = Link(paired)
+        self.rules = None
+        self.events = []
+        self.sensors_ok = sensors_ok
+
+    def self_test(self):
+        return {"ok": self.sensors_ok, "sensors": {"sht": self.sensors_ok}, "link": True}
+
+    def emit(self, ev, sev="info", data=None):
+        self.events.append((ev, sev, data))
+
+
+def _run(coro):
+    return asyncio.run(coro)
+
+
+def test_root_of_slot_paths():
+    assert root_of("/fl/b") == "/" and root_of("fl/a") == "." and root_of("/tmp/x/fl/a") == "/tmp/x"
+    assert root_of("/lib") is None and root_of(None) is None
+
+
+def test_supervisor_confirms_when_the_self_test_passes():
+    root, store = _on_trial("sup_ok")
+    hook = OtaHook(store, root + "/fl/b", BOARD, settle_ms=0)
+    assert hook.boot()["trial"]["version"] == "2.0" and hook.on_trial()
+    role = Role()
+    resets = []
+    assert _run(hook.supervise(role, lambda: resets.append(1), poll_ms=10)) is True
+    assert resets == [] and role.events[0][0] == "ota_confirmed"
+    assert read(root + "/fl/active") == "b" and State(store).d["counters"]["app"] == 2
+    assert hook.status()["versions"]["app"] == "2.0"
+
+
+def test_supervisor_rolls_back_and_resets_without_a_gateway():
+    root, store = _on_trial("sup_link")
+    hook = OtaHook(store, root + "/fl/b", BOARD, timeout_ms=50, settle_ms=0)
+    hook.boot()
+    role = Role(paired=False)
+    resets = []
+    assert _run(hook.supervise(role, lambda: resets.append(1), poll_ms=10)) is False
+    assert resets == [1]
+    ev = [e for e in role.events if e[0] == "ota_rollback"][0]
+    assert ev[2]["reason"] == "link" and ev[2]["version"] == "2.0"
+    assert bootsel.select(root) == "a"
+    assert State(store).d["last_rollback"]["reason"] == "link"
+    # a failing sensor is a failed self-test too
+    root, store = _on_trial("sup_sensor")
+    hook = OtaHook(store, root + "/fl/b", BOARD, timeout_ms=30, settle_ms=5)
+    hook.boot()
+    assert _run(hook.supervise(Role(sensors_ok=False), None, poll_ms=10)) is False
+    assert State(store).d["last_rollback"]["reason"] == "sensor sht"
+
+
+def test_rollback_is_reported_as_an_event_on_the_next_boot():
+    root, store = _on_trial("report")
+    assert bootsel.crashed(root)
+    bootsel.select(root)
+    hook = OtaHook(store, root + "/fl/a", BOARD)
+    assert hook.boot()["rolled_back"] == "crash"
+    role = Role()
+    assert _run(hook.supervise(role)) is None
+    assert role.events == [("ota_rollback", "warning", {"kind": "app", "version": "2.0", "reason": "crash"})]
+
+
+class DyingRole:
+    async def run(self):
+        raise RuntimeError("new app blew up")
+
+
+def test_main_rolls_back_a_role_that_dies_on_its_trial_boot():
+    root, store = _on_trial("mainc")
+    path = root + "/fl/b/board.json"
+    with open(path, "w") as f:
+        f.write(json.dumps(NODE_CFG))
+    resets = []
+    saved = (main._reset, node_start.build_node, main._sleep_s, main.make_relays)
+    main._reset = lambda: resets.append(1)
+    main._sleep_s = lambda s, wdt=None: None
+    main.make_relays = lambda cfg, store, restore=True: None
+    node_start.build_node = lambda cfg, store, relays, wdt=None, radio_parts=None, rules=None: DyingRole()
+    sys.path.insert(0, root + "/fl/b")  # what the boot.py loader does
+    try:
+        main.run(path, store=store, retry_s=0, max_attempts=1)
+    finally:
+        sys.path.pop(0)
+        main._reset, node_start.build_node, main._sleep_s, main.make_relays = saved
+    assert resets == [1]
+    assert read(root + "/fl/trial") is None and read(root + "/fl/rollback") == "crash"
+    assert bootsel.select(root) == "a"
+
+
+def _rules_prog():
+    from test_rules_verify import prog
+    return prog()
+
+
+class RulesNode:
+    def __init__(self, store, hook):
+        from fieldlink.rules.engine import RuleEngine
+        self.rules = RuleEngine(path=store + "/rules.bin", restore=False)
+        self.ota = hook
+
+    def count(self, name, n=1):
+        pass
+
+
+def test_rules_load_refuses_unsigned_programs_once_an_owner_key_is_installed():
+    p = _rules_prog()
+    root, store = board_root("rl", keys=[OWNER])
+    hook = OtaHook(store, None, BOARD)
+    node = RulesNode(store, hook)
+    r = commands.handle(node, {"op": "rules_load", "a": {"prog": p}})
+    assert r["ok"] is False and r["err"] == "unsigned"
+    assert node.rules.pending is None and read(store + "/rules.bin") is None
+    m, sig = manifest(OWNER, "rules", p, 3, "r3")
+    r = commands.handle(node, {"op": "rules_load", "a": {"prog": p, "m": m, "sig": sig}})
+    assert r["ok"] is True, r
+    assert node.rules.pending is not None and fsio.read(store + "/rules.bin") == p
+    # restored at the next boot because its signed envelope was stored with it
+    assert node_start.persisted_rules_refusal({"name": BOARD}, store) is None
+    eng = node_start.make_rules({"name": BOARD}, store, None)
+    assert eng.prog is not None and eng.prog.raw == p
+    # a persisted program without its envelope (written before the key, or by hand) is not run
+    fsio.remove(store + "/rules.bin.ota")
+    assert "unsigned" in node_start.persisted_rules_refusal({"name": BOARD}, store)
+    eng = node_start.make_rules({"name": BOARD}, store, None)
+    assert eng.prog is None
+    assert fsio.read(store + "/rules.bin") == p  # refused, not destroyed
+    # without an owner key nothing changes: unsigned programs load as before
+    root2, store2 = board_root("rl2")
+    node2 = RulesNode(store2, OtaHook(store2, None, BOARD))
+    assert commands.handle(node2, {"op": "rules_load", "a": {"prog": p}})["ok"] is True
+
+
+def test_first_boot_trusts_the_bundle_owner_key_once():
+    root, store = board_root("boot")
+    slot = root + "/fl/a"
+    doc = json.dumps({"fieldlink_keys": 1, "keys": [hx(OWNER.pub)]})
+    with open(slot + "/" + OWNER_KEYS, "w") as f:
+        f.write(doc)
+    hook = OtaHook(store, slot, BOARD)
+    hook.boot()
+    assert hook.status()["keys"] == [OWNER.kid]
+    other = Key(b"\x06" * 32)
+    with open(slot + "/" + OWNER_KEYS, "w") as f:
+        f.write(json.dumps({"fieldlink_keys": 1, "keys": [hx(other.pub)]}))
+    OtaHook(store, slot, BOARD).boot()  # an installed trust store is never replaced by a bundle
+    assert sorted(State(store).d["keys"]) == [OWNER.kid]
+    raises(ValueError, __import__("fieldlink.ota.state", None, None, ["x"]).parse_owner_keys, b'{"keys": []}')

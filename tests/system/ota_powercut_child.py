@@ -1,0 +1,124 @@
+# ruff: noqa: UP031, I001 - MicroPython code: %-formatting on purpose, device-test import order
+# MicroPython side of tests/system/test_ota_powercut.py. Modes (argv: MODE ROOT [CUT]):
+#   setup    a board root: v0 app in slot a (counter 1 installed), owner key, a store file to keep
+#   update   the whole update of v2 (begin, stream, finish, boot, self-test, confirm); with CUT=k the
+#            process stops at its k-th file-system step ("@at k STEP" on stdout) until the test kills it;
+#            without CUT it prints "@steps N"
+#   recover  boot like the device after the cut (loader slot selection + on_boot, repeated on a reboot
+#            request), report the state ("@state JSON"), then run the update to the end and report again
+import sys
+
+try:
+    import json
+except ImportError:
+    import ujson as json
+
+from hashlib import sha256
+
+from otakit import BOARD, RUNTIME_MPY, Key, app_files, app_update, board_root, send
+from fieldlink.ota import boot, bootsel, fsio
+from fieldlink.ota.state import State
+from fieldlink.ota.updater import OtaError, Updater
+
+OWNER = Key(b"\x07" * 32)
+KEEP = "relay state: fan on"
+
+
+def _steps(cut):
+    n = [0]
+
+    def hook(name):
+        n[0] += 1
+        if cut is not None and n[0] == cut:
+            print("@at %d %s" % (n[0], name))
+            sys.stdout.flush() if hasattr(sys.stdout, "flush") else None
+            sys.stdin.read()  # wait here for SIGKILL
+    fsio.set_hook(hook)
+    bootsel.hook = hook
+    return n
+
+
+def _update(root, store):
+    up = Updater(store, root, board=BOARD, mpy=RUNTIME_MPY)
+    m, sig, stream = app_update(OWNER, app_files(b"v2"), 2, "2.0")
+    s = up.begin(m, sig)
+    send(s, stream, 300)
+    s.finish()
+
+
+def _boot(root, store):
+    for _ in range(4):
+        bootsel.select(root)
+        r = boot.run_trial(root, store, lambda: (True, None))
+        if r["state"] != "reboot":
+            return r
+    raise AssertionError("boot loops")
+
+
+def _slot_ok(root, slot):
+    """The slot holds a complete bundle: every listed file with its sha256, nothing else."""
+    d = root + "/fl/" + slot
+    bm = json.loads(fsio.read(d + "/manifest.json"))
+    for f in bm["files"]:
+        if fsio.hexs(sha256(fsio.read(d + "/" + f["path"])).digest()) != f["sha256"]:
+            return None
+    return bm["version"]
+
+
+def _state(root, store):
+    active = bootsel._read(root + "/fl/active")
+    st = State(store).d
+    return {"active": active, "version": _slot_ok(root, active), "counter": st["counters"].get("app"),
+            "trial": st["trial"] is not None, "trial_file": bootsel._read(root + "/fl/trial"),
+            "keep": bootsel._read(store + "/keep.txt"), "main": fsio.read(root + "/fl/" + active + "/main.mpy")[4:]
+            .decode()}
+
+
+def main():
+    mode, root = sys.argv[1], sys.argv[2]
+    store = root + "/fl/data"
+    if mode == "setup":
+        r, s = board_root("pc", keys=[OWNER], files=app_files(b"v0"))
+        # the test passes an empty directory; board_root made a fresh one: move its content there
+        import os
+        for name in ("fl",):
+            os.rename(r + "/" + name, root + "/" + name)
+        st = State(store)
+        st.raise_counter("app", 1, "1.0")
+        st.save()
+        with open(store + "/keep.txt", "w") as f:
+            f.write(KEEP)
+        # slot a needs a manifest.json to be checkable: write one for v0
+        from otakit import bundle
+        mb, _ = bundle(app_files(b"v0"), version="1.0")
+        with open(root + "/fl/a/manifest.json", "wb") as f:
+            f.write(mb)
+        # slot b holds an older bundle (the previous rollback target): the update must clear it first
+        old = app_files(b"vold")
+        mbo, _ = bundle(old, version="0.9")
+        old["manifest.json"] = mbo
+        for name in old:
+            fsio.mkdirs(root + "/fl/b/" + name[:name.rfind("/")] if "/" in name else root + "/fl/b")
+            with open(root + "/fl/b/" + name, "wb") as f:
+                f.write(old[name])
+        print("@ok")
+    elif mode == "update":
+        cut = int(sys.argv[3]) if len(sys.argv) > 3 else None
+        n = _steps(cut)
+        _update(root, store)
+        bootsel.select(root)
+        r = boot.run_trial(root, store, lambda: (True, None))
+        assert r["state"] == "confirmed", r
+        print("@steps %d" % n[0])
+    elif mode == "recover":
+        _boot(root, store)
+        print("@state " + json.dumps(_state(root, store)))
+        try:
+            _update(root, store)
+            _boot(root, store)
+        except OtaError as e:
+            print("@refused " + e.reason)
+        print("@final " + json.dumps(_state(root, store)))
+
+
+main()
