@@ -112,8 +112,8 @@ class FakeGateway:
     def activate(self, n: Node) -> None:
         """What the node reports after the switch: confirmed (and a heartbeat) or rolled back."""
         if n.behaviour == "rollback":
-            self.out.append({"t": "evt", "from": n.hex, "d": {"ev": "ota", "sev": "warn", "d": {
-                "state": "rolled_back", "version": n.fw, "reason": "self-test failed"}}})
+            self.out.append({"t": "evt", "from": n.hex, "d": {"ev": "ota_rollback", "sev": "warning", "d": {
+                "kind": "firmware", "version": "2.0", "reason": "self-test failed"}}})
         elif n.behaviour == "silent":
             pass
         else:

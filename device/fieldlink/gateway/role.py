@@ -12,13 +12,14 @@ except ImportError:  # pragma: no cover
 
 from fieldlink import VERSION
 from fieldlink.link.core import (
-    BROADCAST, ST_ERROR, ST_UNHANDLED, T_COMMAND, T_EVENT, T_HEARTBEAT, T_TELEMETRY, T_TIME_SYNC,
-    LinkError,
+    BROADCAST, ST_ERROR, ST_UNHANDLED, T_COMMAND, T_EVENT, T_HEARTBEAT, T_OTA_CHUNK, T_TELEMETRY,
+    T_TIME_SYNC, LinkError,
 )
 from fieldlink.gateway.ringbuf import CommandQueue
 from fieldlink.runtime.tasks import Log, Supervisor, sleep_ms, ticks_diff, ticks_ms
 
-GW_OPS = ("ping", "time_sync", "pair_begin", "pair_end", "peers", "status", "forget")
+GW_OPS = ("ping", "time_sync", "pair_begin", "pair_end", "peers", "status", "forget", "ota_image", "ota_data",
+          "ota_push", "ota_cancel", "ota_state")
 NODE_OPS = ("relay", "config_set", "feature", "reboot", "ping", "time_sync", "identify", "self_test",
             "rules_load", "status")
 COUNTERS = ("tel_rx", "tel_dup", "evt_rx", "hb_rx", "host_cmds", "node_cmds", "cmds_ok", "cmds_failed",
@@ -44,7 +45,7 @@ def mac_bytes(s):
 
 
 class Gateway:
-    def __init__(self, cfg, link, uplink, clock=ticks_ms, log=None, boot=0, wdt=None):
+    def __init__(self, cfg, link, uplink, clock=ticks_ms, log=None, boot=0, wdt=None, ota=None):
         self.cfg = cfg
         opts = cfg.get("options") or {}
         self.opts = opts
@@ -72,6 +73,10 @@ class Gateway:
         link.on(T_TELEMETRY, self._on_tel)
         link.on(T_EVENT, self._on_evt)
         link.on(T_HEARTBEAT, self._on_hb)
+        # OTA over ESP-NOW (fieldlink.ota.mailbox.Mailbox, docs/protocol.md "OTA chunk transfer"), or None
+        self.ota = ota
+        if ota is not None:
+            link.on(T_OTA_CHUNK, self._on_ota)
         try:
             link.on_join = self._on_join
         except Exception:
@@ -134,6 +139,8 @@ class Gateway:
             n["rssi"] = rssi
         if self.cq.pending(mac):
             self._kick(mac)
+        if self.ota is not None:
+            self.ota.heard(mac, self.clock())   # a pending update starts (or resumes) while it is awake
         return n
 
     def _rssi(self, mac):
@@ -153,7 +160,43 @@ class Gateway:
 
     def _ack_result(self, mac):
         p = self.cq.pending(mac)
-        return {"p": p} if p else None
+        r = {"p": p} if p else None
+        u = self.ota.pending(mac) if self.ota is not None else None
+        if u is not None:   # an update waits: a battery node stays awake for it (docs/roles.md)
+            r = r or {}
+            r["ota"] = u
+        return r
+
+    # ------------------------------------------------------------------ OTA
+    def _on_ota(self, mac, mtype, obj, msgid):
+        self.ota.on_msg(mac, obj, self.clock())
+        self._ota_events()
+
+    def _ota_events(self):
+        for m in self.ota.events():
+            self.up.send(m)
+
+    def _ota_cmd(self, cid, op, a):
+        ok, r, err = self.ota.command(op, a, self.clock())
+        if ok and op == "ota_push":
+            for mac in list(self.ota.entries):
+                n = self.nodes.get(mac)
+                if n is not None and not n["sleep"]:
+                    self.ota.heard(mac, self.clock())   # mains nodes start now; sleepers when they wake
+        self._ota_events()
+        if ok:
+            self._res(cid, True, r=r)
+        else:
+            self._res(cid, False, err=err)
+
+    async def _ota_task(self):
+        send = self.link.send_unseq
+        while self._running:
+            out, nxt = self.ota.poll(self.clock())
+            for mac, m in out:
+                send(mac, T_OTA_CHUNK, m)
+            self._ota_events()
+            await sleep_ms(0 if out else (50 if nxt is None else min(nxt, 5)))
 
     def _on_tel(self, mac, mtype, obj, msgid):
         self.counters["tel_rx"] += 1
@@ -254,6 +297,8 @@ class Gateway:
             self._res(cid, True, r=self.peers())
         elif op == "status":
             self._res(cid, True, r=self.status())
+        elif op.startswith("ota_") and self.ota is not None and op in GW_OPS:
+            self._ota_cmd(cid, op, a)
         elif op == "forget":
             try:
                 mac = mac_bytes(a.get("mac"))
@@ -381,7 +426,7 @@ class Gateway:
         return {"up": self.uptime_s(), "radio_peers": radio, "fw": VERSION, "boot": self.boot, "nodes": len(self.nodes),
                 "ring": st["ring"], "ring_cap": st["ring_cap"], "ring_dropped": st["ring_dropped"],
                 "cmdq": len(self.cq), "time": self.epoch_ms(), "gw": c, "uplink": st, "link": link,
-                "tasks": self.sup.stats()}
+                "tasks": self.sup.stats(), "ota": dict(self.ota.counters) if self.ota is not None else None}
 
     # ------------------------------------------------------------------ tasks
     def _report_expired(self):
@@ -418,6 +463,8 @@ class Gateway:
         self.sup.spawn("uplink", self.up.run)
         self.sup.spawn("link", self.link.run)
         self.sup.spawn("house", self._housekeeping_task)
+        if self.ota is not None:
+            self.sup.spawn("ota", self._ota_task)
         self.sup.spawn("wdt", self._watchdog_task)
         secs = int(self.opts.get("permit_join_s", 0))
         if secs > 0:

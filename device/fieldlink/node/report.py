@@ -92,6 +92,7 @@ class Reporting:
     def _note_gw_result(self, r):
         if isinstance(r, dict) and isinstance(r.get("p"), int):
             self.expect_cmds = r["p"]
+        self.expect_ota = r.get("ota") if isinstance(r, dict) else None     # an update waits at the gateway
 
     async def send_events(self):
         """Send queued events in order. Like telemetry, an event whose ACKs were all lost is repeated frame
@@ -137,4 +138,5 @@ class Reporting:
 
     # ------------------------------------------------------------------ tasks
     expect_cmds = 0
+    expect_ota = None
 

@@ -436,6 +436,12 @@ class Node(Reporting):
             awake = self.opt("awake_ms", 1500)
             while self.expect_cmds > 0 and self.cmds_seen < self.expect_cmds and ticks_diff(self.clock(), t0) < awake:
                 await sleep_ms(20)
+            # and for an update the gateway holds (or that is running): it may continue at the next wake
+            ota = getattr(self, "ota_link", None)
+            limit = self.opt("ota_awake_ms", 60000)
+            while ota is not None and ticks_diff(self.clock(), t0) < limit and (
+                    ota.stay_awake(self.clock()) or (self.expect_ota and ticks_diff(self.clock(), t0) < 3000)):
+                await sleep_ms(20)
             while self._reboot_at is not None and ticks_diff(self.clock(), t0) < awake:
                 await self.tick()
                 await sleep_ms(20)

@@ -422,7 +422,7 @@ class Receiver:
         try:
             self.sink.write(idx * self.chunk, data)
         except Exception as e:  # noqa: BLE001 - a failing write ends the session, never the link
-            reason = "write: %s" % e
+            reason = getattr(e, "reason", None) or "write: %s" % e     # OtaError.reason: a token
             self._drop(reason)
             return [OP_REFUSE, sid, reason]
         self.counters["written"] += 1

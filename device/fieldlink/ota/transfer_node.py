@@ -70,6 +70,10 @@ class BlobSink:
                     resume = 0      # no complete header of this image on flash: start over
                 else:
                     self._open()    # verifies the manifest again before any further payload byte
+                    # the updater's own resume point (its last complete block) is the truth
+                    off = getattr(self.session, "offset", None)
+                    if isinstance(off, int) and self.need + off < resume * chunk:
+                        resume = (self.need + off) // chunk
             except (OSError, ValueError):
                 resume = 0
             if not resume:
@@ -124,7 +128,7 @@ class BlobSink:
         try:
             r = self.session.finish()
         except Exception as e:  # noqa: BLE001 - the updater's refusal is the transfer's result
-            return False, str(e) or e.__class__.__name__
+            return False, getattr(e, "reason", None) or str(e) or e.__class__.__name__
         return True, r if isinstance(r, (str, int, dict)) else None
 
     def abort(self, reason):
@@ -153,3 +157,56 @@ class NodeOta:
         """True while a transfer runs and the gateway was heard within idle_ms: a battery node then
         postpones its deep sleep (it continues at its next wake otherwise)."""
         return self.running() and self.last is not None and ticks_diff(now, self.last) < self.idle_ms
+
+
+T_OTA_CHUNK = 0x0B      # fieldlink.link.frame.T_OTA_CHUNK (not imported: this module stays below the link)
+
+
+class NodeOtaLink:
+    """Wires NodeOta into a running node: T_OTA_CHUNK frames from the gateway go to the receiver, replies
+    go back unsequenced (link.send_unseq), the updater comes from the node's OTA hook (node.ota, set by
+    fieldlink.main) when the first transfer starts. A finished update that needs it reboots the node.
+    Battery: options.battery = "sensor.quantity" (percent) names the reading the threshold is checked
+    against; without it the node counts as mains powered (no threshold)."""
+
+    def __init__(self, node, store_dir, idle_ms=3000):
+        self.node = node
+        self.dir = store_dir
+        self.idle_ms = idle_ms
+        self.rx = None
+        self.err = None
+        spec = node.opts.get("battery") if isinstance(getattr(node, "opts", None), dict) else None
+        self.batt = spec.split(".", 1) if isinstance(spec, str) and "." in spec else None
+        node.link.on(T_OTA_CHUNK, self.on_frame)
+
+    def battery(self):
+        name, q = self.batt
+        for r in reversed(self.node.pending):
+            if r[0] == name and isinstance(r[1], dict) and q in r[1]:
+                return r[1][q]
+        return None
+
+    def _make(self):
+        hook = getattr(self.node, "ota", None)
+        if hook is None or not hasattr(hook, "updater"):
+            self.err = "no_updater"
+            return None
+        self.rx = NodeOta(self.dir, hook.updater(), battery=self.battery if self.batt else None,
+                          idle_ms=self.idle_ms)
+        return self.rx
+
+    def on_frame(self, mac, mtype, obj, msgid):
+        rx = self.rx or self._make()
+        if rx is None:
+            if isinstance(obj, list) and len(obj) > 1:
+                self.node.link.send_unseq(mac, T_OTA_CHUNK, [6, obj[1], self.err])
+            return None
+        r = rx.on_msg(obj, self.node.clock())
+        if r is not None:
+            self.node.link.send_unseq(mac, T_OTA_CHUNK, r)
+            if r[0] == 5 and r[2] and isinstance(r[3], dict) and r[3].get("reboot"):
+                self.node.schedule_reboot(1500)     # activate: the FIN leaves first
+        return None
+
+    def stay_awake(self, now):
+        return self.rx is not None and self.rx.stay_awake(now)

@@ -5,7 +5,8 @@ The signed image (manifest, signature, payload) is uploaded to the gateway once 
 ``ota_data``, resumable), then pushed (``ota_push``) to the canaries first and to the remaining nodes in
 waves that double in size. The gateway feeds the nodes over ESP-NOW (sleeping nodes when they wake, when
 their battery is above the threshold) and reports ``ota`` messages; a node reports the outcome of the
-activation itself (event ``ota``: ``confirmed`` or ``rolled_back``, or a heartbeat with the new ``fw``).
+activation itself (events ``ota_confirmed`` / ``ota_rollback`` of fieldlink.ota.hook, or a heartbeat with
+the new ``fw``).
 A failed or rolled-back canary halts the rollout; so do ``halt_on`` failures in the waves. Every change is
 written to a JSON state file, so a host restart continues where it stopped.
 
@@ -102,6 +103,19 @@ def load_image(manifest_path: Path) -> UpdateImage:
         raise FieldlinkError(f"signature is {len(sig)} bytes, not {SIG_LEN}", str(sig_path))
     if len(raw) >= 1024:
         raise FieldlinkError("manifest is larger than 1023 bytes", where)
+    if isinstance(m.get("stream_size"), int):
+        # an OTA package (fieldlink ota make): NAME.ota.json, NAME.ota.sig, NAME.ota.bin (the stream the
+        # device receives; for an app the bundle manifest followed by its files, checked by the device)
+        pay_path = manifest_path.with_name(manifest_path.name[:-5] + ".bin")
+        try:
+            payload = pay_path.read_bytes()
+        except OSError:
+            raise FieldlinkError(f"stream {pay_path.name} not found next to the manifest", where) from None
+        if len(payload) != m["stream_size"]:
+            raise FieldlinkError(f"stream is {len(payload)} bytes, the manifest says {m['stream_size']}", str(pay_path))
+        if m.get("kind") != "app" and hashlib.sha256(payload).hexdigest() != m["sha256"]:
+            raise FieldlinkError("stream does not match the manifest (sha256)", str(pay_path))
+        return UpdateImage(raw, sig, payload, m, manifest_path)
     pay_path = manifest_path.parent / m["payload"]
     try:
         payload = pay_path.read_bytes()
@@ -358,12 +372,12 @@ class Rollout:
         d = msg.get("d")
         if not isinstance(d, dict):
             return False
-        if t == "evt" and d.get("ev") == "ota" and isinstance(d.get("d"), dict):
+        if t == "evt" and isinstance(d.get("d"), dict):
+            # the node's OTA hook after the switch (docs/ota.md "Boot and confirm")
             e = d["d"]
-            if e.get("state") == "confirmed" and e.get("version") == self.image.version:
+            if d.get("ev") == "ota_confirmed" and e.get("version") == self.image.version:
                 return self._updated(n, self.image.version)
-            if e.get("state") == "rolled_back":
-                n.installed_version = e.get("version", n.installed_version)
+            if d.get("ev") == "ota_rollback" and e.get("version") == self.image.version:
                 self._fail(n, "rolled_back", str(e.get("reason") or "rolled back"))
                 return True
             return False
