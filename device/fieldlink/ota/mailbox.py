@@ -206,6 +206,8 @@ class Mailbox:
             m["done"], m["total"] = e.sender.progress()
         if e.err is not None:
             m["err"] = e.err
+        if e.state == "transferred" and e.sender is not None and e.sender.info is not None:
+            m["r"] = e.sender.info      # the node's activation result (e.g. {"reboot": false} for rules)
         self._events.append(m)
 
     def events(self):

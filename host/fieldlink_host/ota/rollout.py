@@ -419,6 +419,9 @@ class Rollout:
             n.remaining = 0
             n.result = "transferred"
             n.transferred_at = now
+            r = msg.get("r")
+            if isinstance(r, dict) and r.get("reboot") is False and r.get("version") == self.image.version:
+                return self._updated(n, self.image.version)     # rules, keys: active without a switch
         elif s == "failed":
             self._fail(n, "failed", str(msg.get("err")))
         else:
