@@ -8,8 +8,9 @@ Rows (one table; `--json` prints one JSON object instead):
             SHA-512 either, so its row includes the pure-Python SHA-512, as on an ESP32.
 Keys: ed25519_verify_ms (MicroPython unix port, steady state), ed25519_verify_ms_cpython,
 ed25519_verify_first_ms, ed25519_c6_estimate_ms (x30..x60 of the unix port, docs/ota.md).
-Transfer rows (efficiency, KB/s on the virtual air) are added by the ESP-NOW transfer side: add a
-function returning a dict of keys and rows, and call it from main().
+Transfer rows (bench/ota_transfer.py): efficiency (payload / air bytes at 0 % and 20 % loss, from counted
+bytes) and KB/s on the virtual air. Keys: efficiency, efficiency_loss20, resent_per_lost_loss20,
+kbps_virtual_air[_loss20][_cpython].
 """
 
 from __future__ import annotations
@@ -97,18 +98,24 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=20, help="verifies per runtime; the median is reported (default 20)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--quick", action="store_true", help="smaller virtual-air transfers (16 KB instead of 64 KB)")
     args = ap.parse_args(argv)
     result: dict[str, float] = {}
     rows: list[tuple[str, str, str, str]] = []
     k, r = verify_rows(args.n)
     result.update(k)
     rows += r
+    from ota_transfer import print_rows, transfer_rows  # the ESP-NOW transfer rows (bench/ota_transfer.py)
+    tk, trows = transfer_rows(args.quick)
+    result.update(tk)
     if args.json:
         print(json.dumps(result, sort_keys=True))
         return 0
     print(f"{'row':28} {'ms/op':>8} {'first ms':>9}  note")
     for name, ms, first, note in rows:
         print(f"{name:28} {ms:>8} {first:>9}  {note}")
+    print()
+    print_rows(trows)
     return 0
 
 

@@ -52,3 +52,15 @@ def test_link_bench_table() -> None:
         assert rates and int(rates[0]) > 0, row
         if "20% loss" in row:
             assert all(float(x) > 0 for x in shares), row  # loss forces retransmissions
+
+
+@pytest.mark.slow
+def test_ota_transfer_bench_rows_and_json() -> None:
+    import json
+    out = run_bench("bench/ota_transfer.py", "--quick", "--json")
+    d = json.loads(out.strip().splitlines()[-1])
+    # protocol properties from counted bytes (docs/protocol.md "OTA chunk transfer"), not timings
+    assert 0.8 <= d["efficiency"] < 1 and 0 < d["efficiency_loss20"] < d["efficiency"], d
+    assert 0 < d["resent_per_lost_loss20"] < 1.5, d
+    assert all(d[k] > 0 for k in ("kbps_virtual_air", "kbps_virtual_air_loss20", "kbps_virtual_air_cpython",
+                                  "kbps_virtual_air_loss20_cpython")), d

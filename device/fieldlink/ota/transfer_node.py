@@ -169,8 +169,9 @@ class NodeOtaLink:
     Battery: options.battery = "sensor.quantity" (percent) names the reading the threshold is checked
     against; without it the node counts as mains powered (no threshold)."""
 
-    def __init__(self, node, store_dir, idle_ms=3000):
+    def __init__(self, node, store_dir, idle_ms=3000, credit=16):
         self.node = node
+        self.credit = credit    # chunks the radio's receive buffer holds (fieldlink.link.radio.ota_credit)
         self.dir = store_dir
         self.idle_ms = idle_ms
         self.rx = None
@@ -193,6 +194,7 @@ class NodeOtaLink:
             return None
         self.rx = NodeOta(self.dir, hook.updater(), battery=self.battery if self.batt else None,
                           idle_ms=self.idle_ms)
+        self.rx.rx.credit = self.credit
         return self.rx
 
     def on_frame(self, mac, mtype, obj, msgid):
