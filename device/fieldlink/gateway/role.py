@@ -74,7 +74,7 @@ class Gateway:
         link.on(T_EVENT, self._on_evt)
         link.on(T_HEARTBEAT, self._on_hb)
         # OTA over ESP-NOW (fieldlink.ota.mailbox.Mailbox, docs/protocol.md "OTA chunk transfer"), or None
-        self.ota = ota
+        self.ota_box = ota
         if ota is not None:
             link.on(T_OTA_CHUNK, self._on_ota)
         try:
@@ -139,8 +139,8 @@ class Gateway:
             n["rssi"] = rssi
         if self.cq.pending(mac):
             self._kick(mac)
-        if self.ota is not None:
-            self.ota.heard(mac, self.clock())   # a pending update starts (or resumes) while it is awake
+        if self.ota_box is not None:
+            self.ota_box.heard(mac, self.clock())   # a pending update starts (or resumes) while it is awake
         return n
 
     def _rssi(self, mac):
@@ -161,7 +161,7 @@ class Gateway:
     def _ack_result(self, mac):
         p = self.cq.pending(mac)
         r = {"p": p} if p else None
-        u = self.ota.pending(mac) if self.ota is not None else None
+        u = self.ota_box.pending(mac) if self.ota_box is not None else None
         if u is not None:   # an update waits: a battery node stays awake for it (docs/roles.md)
             r = r or {}
             r["ota"] = u
@@ -169,20 +169,20 @@ class Gateway:
 
     # ------------------------------------------------------------------ OTA
     def _on_ota(self, mac, mtype, obj, msgid):
-        self.ota.on_msg(mac, obj, self.clock())
+        self.ota_box.on_msg(mac, obj, self.clock())
         self._ota_events()
 
     def _ota_events(self):
-        for m in self.ota.events():
+        for m in self.ota_box.events():
             self.up.send(m)
 
     def _ota_cmd(self, cid, op, a):
-        ok, r, err = self.ota.command(op, a, self.clock())
+        ok, r, err = self.ota_box.command(op, a, self.clock())
         if ok and op == "ota_push":
-            for mac in list(self.ota.entries):
+            for mac in list(self.ota_box.entries):
                 n = self.nodes.get(mac)
                 if n is not None and not n["sleep"]:
-                    self.ota.heard(mac, self.clock())   # mains nodes start now; sleepers when they wake
+                    self.ota_box.heard(mac, self.clock())   # mains nodes start now; sleepers when they wake
         self._ota_events()
         if ok:
             self._res(cid, True, r=r)
@@ -192,7 +192,7 @@ class Gateway:
     async def _ota_task(self):
         send = self.link.send_unseq
         while self._running:
-            out, nxt = self.ota.poll(self.clock())
+            out, nxt = self.ota_box.poll(self.clock())
             for mac, m in out:
                 send(mac, T_OTA_CHUNK, m)
             self._ota_events()
@@ -297,7 +297,7 @@ class Gateway:
             self._res(cid, True, r=self.peers())
         elif op == "status":
             self._res(cid, True, r=self.status())
-        elif op.startswith("ota_") and self.ota is not None and op in GW_OPS:
+        elif op.startswith("ota_") and self.ota_box is not None and op in GW_OPS:
             self._ota_cmd(cid, op, a)
         elif op == "forget":
             try:
@@ -426,7 +426,7 @@ class Gateway:
         return {"up": self.uptime_s(), "radio_peers": radio, "fw": VERSION, "boot": self.boot, "nodes": len(self.nodes),
                 "ring": st["ring"], "ring_cap": st["ring_cap"], "ring_dropped": st["ring_dropped"],
                 "cmdq": len(self.cq), "time": self.epoch_ms(), "gw": c, "uplink": st, "link": link,
-                "tasks": self.sup.stats(), "ota": dict(self.ota.counters) if self.ota is not None else None}
+                "tasks": self.sup.stats(), "ota": dict(self.ota_box.counters) if self.ota_box is not None else None}
 
     # ------------------------------------------------------------------ tasks
     def _report_expired(self):
@@ -463,7 +463,7 @@ class Gateway:
         self.sup.spawn("uplink", self.up.run)
         self.sup.spawn("link", self.link.run)
         self.sup.spawn("house", self._housekeeping_task)
-        if self.ota is not None:
+        if self.ota_box is not None:
             self.sup.spawn("ota", self._ota_task)
         self.sup.spawn("wdt", self._watchdog_task)
         secs = int(self.opts.get("permit_join_s", 0))

@@ -49,7 +49,8 @@ def make_ota(opts, store):
     except ImportError:
         return None
     return Mailbox(ImageStore(store + "/ota_img", int(opts.get("ota_max_image", 2 * 1024 * 1024))),
-                   max_sessions=int(opts.get("ota_sessions", 4)), budget=int(opts.get("ota_budget", 8)))
+                   max_sessions=int(opts.get("ota_sessions", 4)), budget=int(opts.get("ota_budget", 8)),
+                   chunk=int(opts.get("ota_chunk", 200)), window=int(opts.get("ota_window", 16)))
 
 
 def start(cfg, store, relays, wdt, app, uplink):

@@ -222,6 +222,8 @@ class Mailbox:
             d = {"id": e.iid, "state": e.state}
             if e.sender is not None:
                 d["done"], d["total"] = e.sender.progress()
+                c = e.sender.counters
+                d["sent"], d["resent"], d["resumes"] = c["data_tx"], c["data_resent"], c["resumes"]
             if e.err is not None:
                 d["err"] = e.err
             out[_hex(mac)] = d

@@ -192,7 +192,11 @@ class NodeOtaLink:
         if hook is None or not hasattr(hook, "updater"):
             self.err = "no_updater"
             return None
-        self.rx = NodeOta(self.dir, hook.updater(), battery=self.battery if self.batt else None,
+        rules = getattr(self.node, "rules", None)
+        kw = {}
+        if rules is not None and hasattr(rules, "load"):
+            kw["on_rules"] = rules.load     # a signed rules update runs at once (no reboot)
+        self.rx = NodeOta(self.dir, hook.updater(**kw), battery=self.battery if self.batt else None,
                           idle_ms=self.idle_ms)
         self.rx.rx.credit = self.credit
         return self.rx

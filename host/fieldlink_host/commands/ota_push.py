@@ -7,10 +7,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from fieldlink_host.errors import FieldlinkError
-from fieldlink_host.ota.rollout import Rollout, RolloutState, format_table, load_image, resolve_targets
+from fieldlink_host.ota.rollout import (
+    GatewayPort,
+    Rollout,
+    RolloutState,
+    UpdateImage,
+    format_table,
+    load_image,
+    resolve_targets,
+)
 from fieldlink_host.progress import Progress
 
 EXAMPLES = """examples:
@@ -22,29 +31,41 @@ interruption continues the rollout. Exit status 0 when every node runs the new v
 """
 
 
-def push(manifest: Path, port: str, to: str, *, canary: float = 10, halt_on: int = 1, battery: int = 0,
-         state: Path | None = None, groups: Path | None = None, confirm_timeout: float = 300,
-         wave_timeout: float = 3600, baud: int = 921600, progress: bool | None = None) -> RolloutState:
-    """Run (or continue) a rollout; returns its final state (``halted``/``reason`` set when it stopped)."""
-    from fieldlink_host.uplink import UplinkClient
+def push(manifest: Path, port: str | GatewayPort, to: str, *, canary: float = 10, halt_on: int = 1,
+         battery: int = 0, state: Path | None = None, groups: Path | None = None, confirm_timeout: float = 300,
+         wave_timeout: float = 3600, baud: int = 921600, progress: bool | None = None,
+         on_change: Callable[[RolloutState], None] | None = None) -> RolloutState:
+    """Run (or continue) a rollout; returns its final state (``halted``/``reason`` set when it stopped).
+    ``port``: a serial port name, or an open gateway connection (an UplinkClient)."""
     image = load_image(manifest)
     state_path = state or manifest.with_name(manifest.name + ".rollout.json")
-    with UplinkClient(port, baud=baud) as gw:
-        targets = [] if state_path.exists() else resolve_targets(to, gw, groups)
-        total = max(1, len(targets)) * 100
-        with Progress("ota push", total, unit="%", enabled=progress) as bar:
-            def changed(st: RolloutState) -> None:
-                bar.total = max(1, len(st.nodes)) * 100
-                done = sum(100 if n.terminal else (n.progress or 0) for n in st.nodes.values())
-                ok = sum(1 for n in st.nodes.values() if n.result == "updated")
-                bad = sum(1 for n in st.nodes.values() if n.result in ("failed", "rolled_back"))
-                bar.update(int(done), f"wave {min(st.wave + 1, len(st.waves))}/{len(st.waves)} "
-                                      f"{ok} updated {bad} failed")
-            ro = Rollout(gw, image, targets, state_path=state_path, canary_pct=canary, halt_on=halt_on,
-                         battery=battery, confirm_timeout=confirm_timeout, wave_timeout=wave_timeout,
-                         on_change=changed)
-            report = ro.run()
-    return report.state
+    if isinstance(port, str):
+        from fieldlink_host.uplink import UplinkClient
+        with UplinkClient(port, baud=baud) as gw:
+            return _push(gw, image, to, state_path, canary, halt_on, battery, groups, confirm_timeout,
+                         wave_timeout, progress, on_change)
+    return _push(port, image, to, state_path, canary, halt_on, battery, groups, confirm_timeout, wave_timeout,
+                 progress, on_change)
+
+
+def _push(gw: GatewayPort, image: UpdateImage, to: str, state_path: Path, canary: float, halt_on: int,
+          battery: int, groups: Path | None, confirm_timeout: float, wave_timeout: float,
+          progress: bool | None, on_change: Callable[[RolloutState], None] | None) -> RolloutState:
+    targets = [] if state_path.exists() else resolve_targets(to, gw, groups)
+    total = max(1, len(targets)) * 100
+    with Progress("ota push", total, unit="%", enabled=progress) as bar:
+        def changed(st: RolloutState) -> None:
+            bar.total = max(1, len(st.nodes)) * 100
+            done = sum(100 if n.terminal else (n.progress or 0) for n in st.nodes.values())
+            ok = sum(1 for n in st.nodes.values() if n.result == "updated")
+            bad = sum(1 for n in st.nodes.values() if n.result in ("failed", "rolled_back"))
+            bar.update(int(done), f"wave {min(st.wave + 1, len(st.waves))}/{len(st.waves)} "
+                                  f"{ok} updated {bad} failed")
+            if on_change is not None:
+                on_change(st)
+        ro = Rollout(gw, image, targets, state_path=state_path, canary_pct=canary, halt_on=halt_on,
+                     battery=battery, confirm_timeout=confirm_timeout, wave_timeout=wave_timeout, on_change=changed)
+        return ro.run().state
 
 
 def _run(args: argparse.Namespace) -> int:
