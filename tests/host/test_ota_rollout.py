@@ -283,3 +283,39 @@ def test_bad_image_files_are_one_line_errors(tmp_path: Path, capsys: pytest.Capt
     with pytest.raises(FieldlinkError, match="not a MAC"):
         rollout(FakeGateway(tmp_path, ["ok"]), make_image(tmp_path / "g" if (tmp_path / "g").mkdir() is None else tmp_path),
                 ["zz"])
+
+
+def test_cli_push_prints_the_table_and_fails_on_a_halt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import fieldlink_host.uplink as uplink_mod
+    img = make_image(tmp_path)
+    gws: list[FakeGateway] = []
+
+    class Client:
+        def __init__(self, port: str, baud: int = 0) -> None:
+            assert port == "/dev/ttyFAKE"
+            self.gw = FakeGateway(tmp_path, ["ok", "rollback", "ok"])
+            gws.append(self.gw)
+
+        def __enter__(self) -> FakeGateway:
+            return self.gw
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+    monkeypatch.setattr(uplink_mod, "UplinkClient", Client)
+    rc = cli_main(["ota", "push", str(img), "--port", "/dev/ttyFAKE", "--to", ",".join(macs(3)), "--canary", "34",
+                   "--wave-timeout", "300"])
+    out, err = capsys.readouterr()
+    assert rc == 1
+    lines = out.strip().splitlines()
+    assert lines[0].split()[0] == "node" and len(lines) == 5, out          # header, 3 nodes, halt line
+    assert lines[3].split()[:4] == [macs(3)[2], "1.0", "-", "skipped"]
+    assert lines[1].split()[:4] == [macs(3)[0], "1.0", "2.0", "updated"]
+    assert lines[2].split()[:4] == [macs(3)[1], "1.0", "-", "rolled_back"] and "self-test failed" in lines[2]
+    # 34 % of 3 nodes: 2 canaries, the second rolls back
+    assert err == f"fieldlink: error: ota push: rollout halted: canary {macs(3)[1]} rolled back: self-test failed\n"
+    # the state file sits next to the manifest; running again continues (nothing left to do: same table)
+    assert img.with_name(img.name + ".rollout.json").exists()
+    rc = cli_main(["ota", "push", str(img), "--port", "/dev/ttyFAKE", "--to", "all"])
+    out2, _ = capsys.readouterr()
+    assert rc == 1 and out2 == out and gws[1].pushes == []
