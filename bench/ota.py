@@ -9,8 +9,9 @@ Rows (one table; `--json` prints one JSON object instead):
 Keys: ed25519_verify_ms (MicroPython unix port, best of N: the least disturbed by other load),
 ed25519_verify_median_ms, ed25519_verify_ms_cpython (best), ed25519_verify_first_ms,
 ed25519_c6_estimate_ms (x60 of the best unix time, the high end of docs/ota.md's x30..x60).
-Transfer rows (efficiency, KB/s on the virtual air) are added by the ESP-NOW transfer side: add a
-function returning a dict of keys and rows, and call it from main().
+Transfer rows (bench/ota_transfer.py): efficiency (payload / air bytes at 0 % and 20 % loss, from counted
+bytes) and KB/s on the virtual air. Keys: efficiency, efficiency_loss20, resent_per_lost_loss20,
+kbps_virtual_air[_loss20][_cpython].
 """
 
 from __future__ import annotations
@@ -100,18 +101,24 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=20, help="verifies per runtime; the median is reported (default 20)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--quick", action="store_true", help="smaller virtual-air transfers (16 KB instead of 64 KB)")
     args = ap.parse_args(argv)
     result: dict[str, float] = {}
     rows: list[tuple[str, str, str, str, str]] = []
     k, r = verify_rows(args.n)
     result.update(k)
     rows += r
+    from ota_transfer import print_rows, transfer_rows  # the ESP-NOW transfer rows (bench/ota_transfer.py)
+    tk, trows = transfer_rows(args.quick)
+    result.update(tk)
     if args.json:
         print(json.dumps(result, sort_keys=True))
         return 0
     print(f"{'row':28} {'best ms':>8} {'median':>8} {'first ms':>9}  note")
     for name, best, med, first, note in rows:
         print(f"{name:28} {best:>8} {med:>8} {first:>9}  {note}")
+    print()
+    print_rows(trows)
     return 0
 
 

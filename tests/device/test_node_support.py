@@ -93,6 +93,14 @@ class FakeLink:
         await asyncio.sleep(0)
         return self._deliver(dst, mtype, obj, msgid)
 
+    def send_unseq(self, dst, mtype, obj):
+        """Link.send_unseq: one frame, no ACK (the OTA transfer has its own)."""
+        try:
+            self._deliver(dst, mtype, obj, 0)
+        except LinkError:
+            return False
+        return True
+
     def submit(self, dst, mtype, obj, ack=True, msgid=0):
         if dst == BROADCAST:
             for mac in list(self.air.links):

@@ -67,3 +67,14 @@ def test_boot_bench_heap_and_idle_uplink_allocation() -> None:
     # before the change it allocated on every pass (poll() lists, a coroutine and a float per await)
     assert rows["gateway"]["uplink_idle_alloc_per_s_after"] == 0, rows
     assert rows["gateway"]["uplink_idle_alloc_per_s_before"] > 0, rows
+
+
+def test_ota_transfer_bench_rows_and_json() -> None:
+    import json
+    out = run_bench("bench/ota_transfer.py", "--quick", "--json")
+    d = json.loads(out.strip().splitlines()[-1])
+    # protocol properties from counted bytes (docs/protocol.md "OTA chunk transfer"), not timings
+    assert 0.8 <= d["efficiency"] < 1 and 0 < d["efficiency_loss20"] < d["efficiency"], d
+    assert 0 < d["resent_per_lost_loss20"] < 1.5, d
+    assert all(d[k] > 0 for k in ("kbps_virtual_air", "kbps_virtual_air_loss20", "kbps_virtual_air_cpython",
+                                  "kbps_virtual_air_loss20_cpython")), d

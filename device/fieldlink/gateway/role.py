@@ -9,14 +9,16 @@ import asyncio
 
 from fieldlink import VERSION
 from fieldlink.link.core import (
-    BROADCAST, ST_ERROR, ST_UNHANDLED, T_COMMAND, T_EVENT, T_HEARTBEAT, T_TELEMETRY, T_TIME_SYNC,
-    LinkError,
+    BROADCAST, ST_ERROR, ST_UNHANDLED, T_COMMAND, T_EVENT, T_HEARTBEAT, T_OTA_CHUNK, T_TELEMETRY,
+    T_TIME_SYNC, LinkError,
 )
 from fieldlink.gateway.ringbuf import CommandQueue
 from fieldlink.runtime.clock import asleep_ms, ticks_diff, ticks_ms
 from fieldlink.runtime.role import RoleBase
 from fieldlink.runtime.tasks import Log
 
+# host ops handled by the OTA mailbox (docs/protocol.md "OTA uplink messages")
+OTA_OPS = ("ota_image", "ota_data", "ota_push", "ota_cancel", "ota_state")
 COUNTERS = ("tel_rx", "tel_dup", "evt_rx", "hb_rx", "host_cmds", "node_cmds", "cmds_ok", "cmds_failed",
             "cmds_queued", "cmds_expired", "cmds_overflow", "unknown_op", "bad_cmd", "time_tx")
 TEL_SEEN = 8  # telemetry q values remembered per node (current boot), to drop a message sent again
@@ -40,7 +42,7 @@ def mac_bytes(s):
 
 
 class Gateway(RoleBase):
-    def __init__(self, cfg, link, uplink, clock=ticks_ms, log=None, boot=0, wdt=None):
+    def __init__(self, cfg, link, uplink, clock=ticks_ms, log=None, boot=0, wdt=None, ota=None):
         self.cfg = cfg
         opts = cfg.get("options") or {}
         self.opts = opts
@@ -60,6 +62,10 @@ class Gateway(RoleBase):
         link.on(T_TELEMETRY, self._on_tel)
         link.on(T_EVENT, self._on_evt)
         link.on(T_HEARTBEAT, self._on_hb)
+        # OTA over ESP-NOW (fieldlink.ota.mailbox.Mailbox, docs/protocol.md "OTA chunk transfer"), or None
+        self.ota_box = ota
+        if ota is not None:
+            link.on(T_OTA_CHUNK, self._on_ota)
         try:
             link.on_join = self._on_join
         except Exception:
@@ -113,6 +119,8 @@ class Gateway(RoleBase):
             n["rssi"] = rssi
         if self.cq.pending(mac):
             self._kick(mac)
+        if self.ota_box is not None:
+            self.ota_box.heard(mac, self.clock())   # a pending update starts (or resumes) while it is awake
         return n
 
     def _rssi(self, mac):
@@ -132,7 +140,43 @@ class Gateway(RoleBase):
 
     def _ack_result(self, mac):
         p = self.cq.pending(mac)
-        return {"p": p} if p else None
+        r = {"p": p} if p else None
+        u = self.ota_box.pending(mac) if self.ota_box is not None else None
+        if u is not None:   # an update waits: a battery node stays awake for it (docs/roles.md)
+            r = r or {}
+            r["ota"] = u
+        return r
+
+    # ------------------------------------------------------------------ OTA
+    def _on_ota(self, mac, mtype, obj, msgid):
+        self.ota_box.on_msg(mac, obj, self.clock())
+        self._ota_events()
+
+    def _ota_events(self):
+        for m in self.ota_box.events():
+            self.up.send(m)
+
+    def _ota_cmd(self, cid, op, a):
+        ok, r, err = self.ota_box.command(op, a, self.clock())
+        if ok and op == "ota_push":
+            for mac in list(self.ota_box.entries):
+                n = self.nodes.get(mac)
+                if n is not None and not n["sleep"]:
+                    self.ota_box.heard(mac, self.clock())   # mains nodes start now; sleepers when they wake
+        self._ota_events()
+        if ok:
+            self._res(cid, True, r=r)
+        else:
+            self._res(cid, False, err=err)
+
+    async def _ota_task(self):
+        send = self.link.send_unseq
+        while self._running:
+            out, nxt = self.ota_box.poll(self.clock())
+            for mac, m in out:
+                send(mac, T_OTA_CHUNK, m)
+            self._ota_events()
+            await asleep_ms(0 if out else (50 if nxt is None else min(nxt, 5)))
 
     def _on_tel(self, mac, mtype, obj, msgid):
         self.counters["tel_rx"] += 1
@@ -233,6 +277,8 @@ class Gateway(RoleBase):
             self._res(cid, True, r=self.peers())
         elif op == "status":
             self._res(cid, True, r=self.status())
+        elif op in OTA_OPS and self.ota_box is not None:
+            self._ota_cmd(cid, op, a)
         elif op == "forget":
             try:
                 mac = mac_bytes(a.get("mac"))
@@ -360,7 +406,7 @@ class Gateway(RoleBase):
         return {"up": self.uptime_s(), "radio_peers": radio, "fw": VERSION, "boot": self.boot, "nodes": len(self.nodes),
                 "ring": st["ring"], "ring_cap": st["ring_cap"], "ring_dropped": st["ring_dropped"],
                 "cmdq": len(self.cq), "time": self.epoch_ms(), "gw": c, "uplink": st, "link": link,
-                "tasks": self.sup.stats()}
+                "tasks": self.sup.stats(), "ota": dict(self.ota_box.counters) if self.ota_box is not None else None}
 
     # ------------------------------------------------------------------ tasks
     def _report_expired(self):
@@ -390,6 +436,8 @@ class Gateway(RoleBase):
         self.up.send({"t": "boot", "fw": VERSION, "name": self.cfg.get("name"), "boot": self.boot})
         self.sup.spawn("uplink", self.up.run)
         self.sup.spawn("house", self._housekeeping_task)
+        if self.ota_box is not None:
+            self.sup.spawn("ota", self._ota_task)
         secs = int(self.opts.get("permit_join_s", 0))
         if secs > 0:
             self.link.permit_join(secs)

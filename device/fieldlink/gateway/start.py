@@ -36,7 +36,21 @@ def build_gateway(cfg, store, uplink=None, wdt=None, esp_mac=None):
     log.sink = sink
     wlan, esp, mac = esp_mac or radio(cfg)
     link = GatewayLink(esp, mac, channel=int(opts.get("channel", 1)), **link_kw(cfg, wlan, store))
-    return Gateway(cfg, link, up, log=log, boot=state.boot, wdt=wdt)
+    return Gateway(cfg, link, up, log=log, boot=state.boot, wdt=wdt, ota=make_ota(opts, store))
+
+
+def make_ota(opts, store):
+    """The OTA mailbox (image from the host in <store>/ota_img, fan-out to the nodes), or None when the
+    bundle has no fieldlink.ota or there is no store."""
+    if not store:
+        return None
+    try:
+        from fieldlink.ota.mailbox import ImageStore, Mailbox
+    except ImportError:
+        return None
+    return Mailbox(ImageStore(store + "/ota_img", int(opts.get("ota_max_image", 2 * 1024 * 1024))),
+                   max_sessions=int(opts.get("ota_sessions", 4)), budget=int(opts.get("ota_budget", 8)),
+                   chunk=int(opts.get("ota_chunk", 200)), window=int(opts.get("ota_window", 16)))
 
 
 def start(cfg, store, relays, wdt, app, uplink):

@@ -210,6 +210,20 @@ class Link(Receiver):
         return peer.ctr_tx
 
     # ------------------------------------------------------------------------------- sending
+    def send_unseq(self, dst, mtype, obj):
+        """One unsequenced frame (sequence 0: no ACK, no dedup, no fragments) to a known peer, tagged with
+        its key. For protocols with their own acknowledgements (the OTA chunk transfer): they must not use
+        the peer's sequence space. Returns False if it cannot go (unknown peer, too big, radio refused)."""
+        dst = bytes(dst)
+        peer = self.table.get(dst)
+        if peer is None:
+            return False
+        body = mpack.packb(obj)
+        if overhead(F_AUTH if peer.key is not None else 0) + len(body) > MAX_FRAME:
+            self.count("oversize")
+            return False
+        return self._raw_send(dst, build(mtype, 0, self.boot_id, 0, 0, body, 0, 0, 0, peer.key), self._lmk(peer))
+
     def submit(self, dst, mtype, obj, ack=True, msgid=0, cb=None):
         """Encode, fragment and transmit a message now; with ack=True it is retried until ACKed.
 

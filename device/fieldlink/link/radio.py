@@ -9,6 +9,19 @@ def radio(cfg):
     return port().radio(cfg)
 
 
+RXBUF = 16 * 263
+
+
+def ota_credit(esp):
+    """OTA chunks a node can take at once without its ESP-NOW receive buffer dropping any (one frame
+    of the buffer stays free for other traffic)."""
+    try:
+        n = esp.config("rxbuf") // 263 - 1
+    except Exception:
+        return 1
+    return n if n > 1 else 1
+
+
 def link_kw(cfg, wlan, store):
     opts = cfg.get("options") or {}
     kw = {"wlan": wlan, "store": store, "net_id": int(opts.get("net_id", 1))}

@@ -34,6 +34,7 @@ class Reporter:
         self.events = []  # event maps waiting to be sent
         self._evt_tx = None  # Tx of events[0] after a give-up, repeated by send_events (exactly once)
         self.expect_cmds = 0  # commands the gateway said it holds for us (the "p" of its last ACK)
+        self.expect_ota = None  # an update the gateway holds for us (the "ota" of its last ACK)
 
     def count(self, name, n=1):
         self.counters[name] = self.counters.get(name, 0) + n
@@ -136,6 +137,7 @@ class Reporter:
     def _note_gw_result(self, r):
         if isinstance(r, dict) and isinstance(r.get("p"), int):
             self.expect_cmds = r["p"]
+        self.expect_ota = r.get("ota") if isinstance(r, dict) else None     # an update waits at the gateway
 
     async def send_events(self):
         """Send queued events in order. Like telemetry, an event whose ACKs were all lost is repeated frame

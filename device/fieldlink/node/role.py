@@ -419,6 +419,12 @@ class Node(RoleBase):
             awake = self.opt("awake_ms", 1500)
             while self.report.expect_cmds > 0 and self.cmds_seen < self.report.expect_cmds and ticks_diff(self.clock(), t0) < awake:
                 await asleep_ms(20)
+            # and for an update the gateway holds (or that is running): it may continue at the next wake
+            ota = getattr(self, "ota_link", None)
+            limit = self.opt("ota_awake_ms", 60000)
+            while ota is not None and ticks_diff(self.clock(), t0) < limit and (
+                    ota.stay_awake(self.clock()) or (self.report.expect_ota and ticks_diff(self.clock(), t0) < 3000)):
+                await asleep_ms(20)
             while self._reboot_at is not None and ticks_diff(self.clock(), t0) < awake:
                 await self.tick()
                 await asleep_ms(20)

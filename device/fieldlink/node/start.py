@@ -48,6 +48,13 @@ def build_node(cfg, store, relays, wdt=None, radio_parts=None, rules=None):
     node = Node(cfg, link, sensors=sensors, relays=relays, state=state, wdt=wdt, rules=rules, led=led,
                 sleeper=sleeper, rebooter=rebooter)
     attach_clock(rules, node, cfg)
+    if store:
+        try:    # OTA chunks from the gateway (a bundle without fieldlink.ota takes updates over USB only)
+            from fieldlink.link.radio import ota_credit
+            from fieldlink.ota.transfer_node import NodeOtaLink
+            node.ota_link = NodeOtaLink(node, store + "/ota_rx", credit=ota_credit(esp))
+        except ImportError:
+            pass
     return node
 
 

@@ -51,6 +51,12 @@ def radio(cfg):
     except Exception:
         pass
     esp = espnow.ESPNow()
+    # receive buffer: 16 frames (263 bytes each in ESP-NOW's ring) instead of the default 2, so a window
+    # of OTA chunks (docs/protocol.md "OTA chunk transfer") or a burst from several nodes is not dropped
+    try:
+        esp.config(rxbuf=int((cfg.get("options") or {}).get("rxbuf", 16 * 263)))
+    except Exception:
+        pass
     esp.active(True)
     return wlan, esp, bytes(wlan.config("mac"))
 
