@@ -22,7 +22,7 @@ import itertools
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +62,8 @@ class UplinkStats:
     frames_sent: int = 0
     gateway_boots: int = 0
     tel_duplicates: int = 0
+    io_errors: int = 0
+    sink_errors: int = 0
     decoder: dict[str, int] = field(default_factory=dict)
 
 
@@ -82,7 +84,14 @@ class UplinkClient:
     """A serial connection to one gateway. Thread-safe for callers; one internal reader thread."""
 
     def __init__(self, port: str | serial.SerialBase, baud: int = DEFAULT_BAUD, hb_interval: float = 1.0,
-                 auto_ack: bool = True, max_queue: int = 100_000) -> None:
+                 auto_ack: bool = True, max_queue: int = 100_000,
+                 on_messages: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
+        """``on_messages``: called in the reader thread with the new (deduplicated) messages of each chunk
+        read from the port, *before* they are acknowledged; the acknowledgement is sent only after it
+        returns, so a caller that stores them first (the bridge) never has a message acknowledged that it
+        did not keep. If it raises, nothing of that chunk is acknowledged and the gateway resends it.
+        With it set, messages are not queued for :meth:`recv` (command results still reach
+        :meth:`request`)."""
         self._port_name = port if isinstance(port, str) else None
         self._ser: serial.SerialBase | None = None if isinstance(port, str) else port
         self.baud = baud
@@ -101,6 +110,9 @@ class UplinkClient:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_tx = 0.0
+        self.on_messages = on_messages
+        #: consecutive failed reads (a vanished port); reset by a good read
+        self.read_failures = 0
 
     # ------------------------------------------------------------------ lifecycle
     def open(self) -> UplinkClient:
@@ -242,14 +254,22 @@ class UplinkClient:
             except (serial.SerialException, OSError, TypeError):
                 if self._stop.is_set():
                     return
+                self.stats.io_errors += 1
+                self.read_failures += 1
                 time.sleep(0.05)
                 continue
+            self.read_failures = 0
             top = 0
             if data:
+                new: list[tuple[dict[str, Any], int]] = []
                 for payload in self._dec.feed(data):
                     self.stats.frames += 1
-                    s = self._payload(payload)
+                    msg, s = self._payload(payload)
                     top = max(top, s)
+                    if msg is not None:
+                        new.append((msg, s))
+                if new and not self._deliver(new):
+                    top = 0
             if top and self.auto_ack:
                 try:
                     self.send({"t": "ack", "s": top})
@@ -262,6 +282,42 @@ class UplinkClient:
                 except (serial.SerialException, OSError, UplinkError):
                     pass
             self.stats.decoder = self._dec.stats()
+
+    def _deliver(self, new: list[tuple[dict[str, Any], int]]) -> bool:
+        """Hand new messages to the sink (then they may be acknowledged) or the queue. False if the sink
+        failed: the sequence state is rolled back so the gateway's resend is taken as new."""
+        if self.on_messages is not None:
+            try:
+                self.on_messages([m for m, _ in new])
+            except Exception:
+                self.stats.sink_errors += 1
+                self._rollback(new)
+                return False
+        for msg, _ in new:
+            if msg["t"] == "res" and isinstance(msg.get("id"), int):
+                with self._plock:
+                    w = self._pending.get(msg["id"])
+                if w is not None:
+                    w.put(msg)
+            if self.on_messages is None:
+                try:
+                    self._q.put_nowait(msg)
+                except queue.Full:
+                    pass
+        return True
+
+    def _rollback(self, new: list[tuple[dict[str, Any], int]]) -> None:
+        for msg, s in new:
+            g = msg.get("g")
+            if isinstance(s, int) and s and g in self._last_seq:
+                self._last_seq[g] = min(self._last_seq[g], s - 1)
+            d = msg.get("d")
+            if msg["t"] == "tel" and isinstance(d, dict):
+                prev = self._tel_seen.get(str(msg.get("from")))
+                q = d.get("q")
+                if prev is not None and prev[0] == d.get("boot") and isinstance(q, int) and q in prev[1]:
+                    prev[1].remove(q)
+        self.stats.messages -= len(new)
 
     def _seen_telemetry(self, msg: dict[str, Any]) -> bool:
         """True if this node's (boot, q) was delivered already. Remembers the last TEL_SEEN q per node for
@@ -285,15 +341,16 @@ class UplinkClient:
             del seen[0]
         return False
 
-    def _payload(self, payload: bytes) -> int:
+    def _payload(self, payload: bytes) -> tuple[dict[str, Any] | None, int]:
+        """(message to deliver or None, the uplink sequence to acknowledge or 0)."""
         try:
             msg = decode_payload(payload)
         except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
             self.stats.bad_msgpack += 1
-            return 0
+            return None, 0
         if msg is None:
             self.stats.bad_msg += 1
-            return 0
+            return None, 0
         g = msg.get("g")
         s = msg.get("s")
         if isinstance(s, int):
@@ -305,7 +362,7 @@ class UplinkClient:
             last = self._last_seq.get(g, 0)
             if s <= last:
                 self.stats.duplicates += 1
-                return s if g == self._gw_boot else 0
+                return None, (s if g == self._gw_boot else 0)
             if last and s > last + 1:
                 self.stats.gaps += s - last - 1
             self._last_seq[g] = s
@@ -314,14 +371,5 @@ class UplinkClient:
             # the same node message again (a repeat after a gateway reboot or re-pairing): acknowledged on
             # the uplink like any message, not delivered twice (docs/protocol.md, "exactly once")
             self.stats.tel_duplicates += 1
-            return s if isinstance(s, int) else 0
-        if msg["t"] == "res" and isinstance(msg.get("id"), int):
-            with self._plock:
-                w = self._pending.get(msg["id"])
-            if w is not None:
-                w.put(msg)
-        try:
-            self._q.put_nowait(msg)
-        except queue.Full:
-            pass
-        return s if isinstance(s, int) else 0
+            return None, (s if isinstance(s, int) else 0)
+        return msg, (s if isinstance(s, int) else 0)
