@@ -106,6 +106,7 @@ class Bridge:
         self.publisher: Publisher | None = None
         self.pending: dict[int, Pending] = {}
         self.recent: deque[dict[str, Any]] = deque(maxlen=200)
+        self.commands_done: deque[dict[str, Any]] = deque(maxlen=200)
         self._stats: dict[tuple[str, str, str], RollingStats] = {}
         self._plock = threading.Lock()
         self._listeners: list[queue.Queue[dict[str, Any]]] = []
@@ -228,6 +229,7 @@ class Bridge:
         if self.publisher is not None and out:
             self.publisher.notify()
         for p in done:
+            self.commands_done.append(p.as_dict())
             p.done.set()
         for ev in live:
             self._broadcast(ev)
@@ -526,6 +528,7 @@ class Bridge:
         for p in expired:
             self.counters["command_timeouts"] += 1
             self._report(p, out)
+            self.commands_done.append(p.as_dict())
             p.done.set()
             self._broadcast({"type": "ack", **p.as_dict()})
         self._publish(out)
