@@ -9,9 +9,20 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from fieldlink_host.bridge.config import BridgeConfig
 from fieldlink_host.bridge.core import Bridge, PortSpec
+
+
+def redact(url: str | None) -> str | None:
+    """A broker URL without its password (never logged)."""
+    if not url:
+        return url
+    u = urlsplit(url)
+    if u.password is None:
+        return url
+    return urlunsplit(u._replace(netloc=f"{u.username}:***@{u.hostname}" + (f":{u.port}" if u.port else "")))
 
 
 def _wait(stop: threading.Event, seconds: float | None) -> None:
@@ -41,7 +52,7 @@ def run_bridge(cfg: BridgeConfig, port: PortSpec | None = None, *, seconds: floa
     try:
         if cfg.web.listen:
             web = WebServer(bridge).start()
-        out(f"bridge {cfg.bridge_id}: db {cfg.db}, mqtt {cfg.mqtt.url or 'off (storing only)'}, "
+        out(f"bridge {cfg.bridge_id}: db {cfg.db}, mqtt {redact(cfg.mqtt.url) or 'off (storing only)'}, "
             f"web {'http://' + cfg.web.listen if cfg.web.listen else 'off'}, topics {bridge.topics.root}/...")
         _wait(stop, seconds)
     except KeyboardInterrupt:
