@@ -36,6 +36,9 @@ DEFAULT_BAUD = 921600
 MAX_FRAME = 4096
 #: telemetry sequence numbers remembered per node to drop repeats (the gateway keeps 8; the host more)
 TEL_SEEN = 64
+#: seconds a hole in the uplink sequence may stay open before it is taken as messages the gateway's
+#: ring dropped (the gateway resends unacknowledged messages after 1 s without progress)
+HOLE_WAIT = 2.5
 
 
 class UplinkError(FieldlinkError):
@@ -104,7 +107,13 @@ class UplinkClient:
         self._plock = threading.Lock()
         self._pending: dict[int, queue.Queue[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
-        self._last_seq: dict[Any, int] = {}
+        # per gateway boot g: everything <= _contig[g] arrived (or was given up as dropped by the ring);
+        # _above[g] holds the sequence numbers that arrived beyond a hole. Only _contig is acknowledged,
+        # so a message is never acknowledged while an older one is missing (stale bytes in the port
+        # buffer after a host restart arrive before the gateway's resend of older messages).
+        self._contig: dict[Any, int] = {}
+        self._above: dict[Any, set[int]] = {}
+        self._hole_since: float | None = None
         self._gw_boot: Any = None
         self._tel_seen: dict[str, tuple[Any, list[int]]] = {}
         self._stop = threading.Event()
@@ -115,6 +124,13 @@ class UplinkClient:
         self.read_failures = 0
 
     # ------------------------------------------------------------------ lifecycle
+    def resume(self, g: Any, contig: int, above: set[int] | None = None) -> None:
+        """Continue a previous session's sequence state (call before :meth:`open`): for gateway boot
+        ``g`` everything up to ``contig`` and the numbers in ``above`` are already stored."""
+        self._gw_boot = g
+        self._contig[g] = contig
+        self._above[g] = set(above or ())
+
     def open(self) -> UplinkClient:
         if self._ser is None:
             assert self._port_name is not None
@@ -270,6 +286,8 @@ class UplinkClient:
                         new.append((msg, s))
                 if new and not self._deliver(new):
                     top = 0
+            if self._hole_since is not None and time.monotonic() - self._hole_since > HOLE_WAIT:
+                top = max(top, self._give_up_hole())
             if top and self.auto_ack:
                 try:
                     self.send({"t": "ack", "s": top})
@@ -306,17 +324,45 @@ class UplinkClient:
                     pass
         return True
 
+    def _give_up_hole(self) -> int:
+        """The oldest hole stayed open: the gateway's ring dropped those messages (already counted in
+        ``gaps``). Returns the new acknowledgement level."""
+        g = self._gw_boot
+        above = self._above.get(g)
+        if not above:
+            self._hole_since = None
+            return 0
+        self._contig[g] = min(above) - 1
+        self._advance(g)
+        self._hole_since = time.monotonic() if self._above[g] else None
+        return self._contig[g]
+
+    def _advance(self, g: Any) -> None:
+        above = self._above.setdefault(g, set())
+        c = self._contig[g]
+        while c + 1 in above:
+            c += 1
+            above.discard(c)
+        self._contig[g] = c
+
     def _rollback(self, new: list[tuple[dict[str, Any], int]]) -> None:
-        for msg, s in new:
-            g = msg.get("g")
-            if isinstance(s, int) and s and g in self._last_seq:
-                self._last_seq[g] = min(self._last_seq[g], s - 1)
+        failed = {(msg.get("g"), msg.get("s")) for msg, _ in new}
+        for msg, _ in new:
             d = msg.get("d")
             if msg["t"] == "tel" and isinstance(d, dict):
                 prev = self._tel_seen.get(str(msg.get("from")))
                 q = d.get("q")
                 if prev is not None and prev[0] == d.get("boot") and isinstance(q, int) and q in prev[1]:
                     prev[1].remove(q)
+            g, s = msg.get("g"), msg.get("s")
+            if not isinstance(s, int) or g not in self._contig:
+                continue
+            above = self._above.setdefault(g, set())
+            above.discard(s)
+            if s <= self._contig[g]:
+                # numbers between s and the old level that were stored in earlier chunks stay known
+                above.update(x for x in range(s + 1, self._contig[g] + 1) if (g, x) not in failed)
+                self._contig[g] = s - 1
         self.stats.messages -= len(new)
 
     def _seen_telemetry(self, msg: dict[str, Any]) -> bool:
@@ -353,23 +399,38 @@ class UplinkClient:
             return None, 0
         g = msg.get("g")
         s = msg.get("s")
+        ack = 0
         if isinstance(s, int):
             if g != self._gw_boot:
                 if self._gw_boot is not None:
                     self.stats.gateway_boots += 1
                 self._gw_boot = g
-                self._last_seq[g] = 0
-            last = self._last_seq.get(g, 0)
-            if s <= last:
+                self._hole_since = None
+            if g not in self._contig:          # first message of this gateway boot: it is the base
+                self._contig[g] = s - 1
+                self._above[g] = set()
+            above = self._above[g]
+            contig = self._contig[g]
+            if s <= contig or s in above:
                 self.stats.duplicates += 1
-                return None, (s if g == self._gw_boot else 0)
-            if last and s > last + 1:
-                self.stats.gaps += s - last - 1
-            self._last_seq[g] = s
+                return None, contig if g == self._gw_boot else 0
+            highest = max(above) if above else contig
+            if s > highest + 1:
+                self.stats.gaps += s - highest - 1
+            elif s < highest:
+                self.stats.gaps -= 1           # a hole filled by the gateway's resend
+            above.add(s)
+            self._advance(g)
+            if self._above[g]:
+                if self._hole_since is None:
+                    self._hole_since = time.monotonic()
+            else:
+                self._hole_since = None
+            ack = self._contig[g]
         self.stats.messages += 1
         if msg["t"] == "tel" and self._seen_telemetry(msg):
             # the same node message again (a repeat after a gateway reboot or re-pairing): acknowledged on
             # the uplink like any message, not delivered twice (docs/protocol.md, "exactly once")
             self.stats.tel_duplicates += 1
-            return None, (s if isinstance(s, int) else 0)
-        return msg, (s if isinstance(s, int) else 0)
+            return None, ack
+        return msg, ack

@@ -165,6 +165,9 @@ class Bridge:
             except OSError as exc:
                 raise UplinkError(f"cannot open the gateway port: {exc}") from exc
             client = UplinkClient(ser, self.cfg.baud, on_messages=self._on_messages)  # type: ignore[arg-type]
+        st = self.store.resume_state()
+        if st is not None:   # what is stored counts as received: older resends are new, stored ones repeats
+            client.resume(*st)
         return client.open()
 
     def _serial_loop(self) -> None:

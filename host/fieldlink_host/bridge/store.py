@@ -151,6 +151,23 @@ class Store:
         with self.lock:
             self.db.execute("DELETE FROM outbox WHERE id <= ?", (upto,))
 
+    def resume_state(self, window: int = 4096) -> tuple[int, int, set[int]] | None:
+        """(g, contig, above) for :meth:`UplinkClient.resume`: the latest gateway boot, the top of the
+        contiguous run of stored sequence numbers (within the last ``window``) and the ones above a hole."""
+        with self.lock:
+            row = self.db.execute("SELECT g FROM uplink WHERE g IS NOT NULL ORDER BY id DESC LIMIT 1").fetchone()
+            if row is None:
+                return None
+            g = int(row[0])
+            ss = sorted(int(r[0]) for r in self.db.execute(
+                "SELECT s FROM uplink WHERE g=? ORDER BY s DESC LIMIT ?", (g, window)))
+        contig = ss[0]
+        rest = set(ss[1:])
+        while contig + 1 in rest:
+            contig += 1
+            rest.discard(contig)
+        return g, contig, rest
+
     def uplink_count(self) -> int:
         with self.lock:
             return int(self.db.execute("SELECT COUNT(*) FROM uplink").fetchone()[0])
