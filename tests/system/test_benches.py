@@ -52,3 +52,19 @@ def test_link_bench_table() -> None:
         assert rates and int(rates[0]) > 0, row
         if "20% loss" in row:
             assert all(float(x) > 0 for x in shares), row  # loss forces retransmissions
+
+
+def test_bridge_bench_json() -> None:
+    import json
+    r = json.loads(run_bench("bench/bridge.py", "--quick", "--json").strip().splitlines()[-1])
+    assert r["messages"] == 2000
+    assert all(r[k] > 0 for k in ("ceiling", "bridge", "replay", "db_bytes_per_message")), r
+
+
+@pytest.mark.slow
+def test_fleet_bench_delivers_everything_stored() -> None:
+    import json
+    r = json.loads(run_bench("bench/fleet.py", "--quick", "--json").strip().splitlines()[-1])
+    assert r["nodes_reporting"] == r["nodes"] == 100, r
+    assert r["stored"] > 0 and r["delivered"] == r["stored"] and r["lost"] == 0, r
+    assert 0 < r["latency_ms_p50"] <= r["latency_ms_p99"], r
