@@ -48,21 +48,30 @@ def iso(ms: int) -> str:
 
 
 class RollingStats:
-    """Mean and standard deviation over the last ``window`` values (Welford would not forget)."""
+    """Mean and standard deviation over the last ``window`` values, O(1) per value (running sums)."""
 
     def __init__(self, window: int) -> None:
-        self.values: deque[float] = deque(maxlen=window)
+        self.values: deque[float] = deque()
+        self.window = window
+        self.s = 0.0
+        self.s2 = 0.0
 
     def check_and_add(self, x: float, z: float, min_n: int = 10) -> tuple[bool, float, float]:
         """(anomalous?, mean, std) of x against the values before it; then x joins the window."""
         n = len(self.values)
         anomalous, mean, std = False, x, 0.0
         if n:
-            mean = sum(self.values) / n
-            std = math.sqrt(sum((v - mean) ** 2 for v in self.values) / n)
+            mean = self.s / n
+            std = math.sqrt(max(0.0, self.s2 / n - mean * mean))
             floor = 1e-6 + 0.001 * abs(mean)   # a flat signal is not infinitely sensitive
             anomalous = n >= min_n and abs(x - mean) > z * max(std, floor)
         self.values.append(x)
+        self.s += x
+        self.s2 += x * x
+        if len(self.values) > self.window:
+            old = self.values.popleft()
+            self.s -= old
+            self.s2 -= old * old
         return anomalous, mean, std
 
 

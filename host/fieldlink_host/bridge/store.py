@@ -55,6 +55,13 @@ class Store:
         except sqlite3.Error as exc:
             raise FieldlinkError(f"bridge db {self.path}: {exc}") from exc
         self.lock = threading.RLock()
+        # readers (publisher, web) use their own connection: with WAL they never wait for the writer's
+        # commit (an fsync with synchronous=FULL)
+        try:
+            self.rdb = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise FieldlinkError(f"bridge db {self.path}: {exc}") from exc
+        self.rlock = threading.Lock()
         row = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM outbox").fetchone()
         self._next_out = max(int(row[0]), self.get_meta("out_seq")) + 1
 
@@ -62,6 +69,8 @@ class Store:
         with self.lock:
             self.set_meta("out_seq", self._next_out - 1)
             self.db.close()
+        with self.rlock:
+            self.rdb.close()
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
@@ -138,13 +147,13 @@ class Store:
         return {r[0]: json.loads(r[1]) for r in rows}
 
     def outbox_after(self, after: int, limit: int) -> list[tuple[int, str, bytes, int]]:
-        with self.lock:
-            return [(int(r[0]), str(r[1]), bytes(r[2]), int(r[3])) for r in self.db.execute(
+        with self.rlock:
+            return [(int(r[0]), str(r[1]), bytes(r[2]), int(r[3])) for r in self.rdb.execute(
                 "SELECT id, topic, payload, retain FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (after, limit))]
 
     def outbox_pending(self, after: int) -> int:
-        with self.lock:
-            return int(self.db.execute("SELECT COUNT(*) FROM outbox WHERE id > ?", (after,)).fetchone()[0])
+        with self.rlock:
+            return int(self.rdb.execute("SELECT COUNT(*) FROM outbox WHERE id > ?", (after,)).fetchone()[0])
 
     def trim_outbox(self, upto: int) -> None:
         """Published rows are no longer needed (history lives in ``telemetry``)."""
@@ -197,8 +206,8 @@ class Store:
             args.append(until_ms)
         sql += " ORDER BY ts_ms, id LIMIT ?"
         args.append(limit)
-        with self.lock:
-            rows = self.db.execute(sql, args).fetchall()
+        with self.rlock:
+            rows = self.rdb.execute(sql, args).fetchall()
         return [{"sensor": r[0], "quantity": r[1], "value": r[2], "ts": r[3], "anomaly": bool(r[4])} for r in rows]
 
     def size_bytes(self) -> int:
