@@ -200,6 +200,7 @@ class Bridge:
                 self._broadcast({"type": "gateway", "connected": True})
                 try:   # a gateway that just came back (or first contact) gets the host's time
                     self.command(None, "time_sync", {"ts": now_ms()}, source="internal")
+                    self.command(None, "status", {}, source="internal")   # fw, ring_dropped, counters
                 except FieldlinkError:
                     pass
             elif c.read_failures >= 3:
@@ -411,6 +412,8 @@ class Bridge:
         elif p.op == "status" and p.mac is None and isinstance(r, dict):
             self.gateway["status"] = r
             self.gateway["ring_dropped"] = r.get("ring_dropped", 0)
+            if r.get("fw") and not self.gateway.get("fw"):
+                self.gateway["fw"] = r.get("fw")
             self._info_dirty = True
 
     def _report(self, p: Pending, out: list[tuple[str, dict[str, Any] | str, bool]]) -> None:
@@ -511,6 +514,11 @@ class Bridge:
                     self._publish([(self.topics.bridge("devices"), {"devices": self.device_list()}, True)])
                 if now - last_ret > 60:
                     last_ret = now
+                    if self.client is not None:
+                        try:
+                            self.command(None, "status", {}, source="internal")
+                        except FieldlinkError:
+                            pass
                     upto = self.publisher.cursor if self.publisher is not None else self.store.get_meta("published")
                     self.store.enforce_retention(int(self.cfg.retention_hours * 3600_000),
                                                  int(self.cfg.retention_max_mb * 1024 * 1024), upto)
