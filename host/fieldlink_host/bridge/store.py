@@ -102,7 +102,7 @@ class Store:
     def insert_uplink(self, msg: dict[str, Any], rx_ms: int) -> bool:
         """False if this (g, s) is stored already (a resend after a bridge restart)."""
         g, s = msg.get("g"), msg.get("s")
-        body = msgpack.packb(msg, use_bin_type=True)
+        body = msgpack.packb(msg, use_bin_type=True)  # type: ignore[attr-defined]  # msgpack-stubs lack it
         node = msg.get("from") if isinstance(msg.get("from"), str) else None
         if isinstance(g, int) and isinstance(s, int):
             cur = self.db.execute("INSERT OR IGNORE INTO uplink(g, s, t, node, rx_ms, body) VALUES(?,?,?,?,?,?)",
@@ -185,7 +185,7 @@ class Store:
         """Every stored gateway message, in arrival order (tests, export)."""
         with self.lock:
             rows = self.db.execute("SELECT body FROM uplink ORDER BY id").fetchall()
-        return [msgpack.unpackb(r[0], raw=False, strict_map_key=False) for r in rows]
+        return [msgpack.unpackb(r[0], raw=False, strict_map_key=False) for r in rows]  # type: ignore[attr-defined]
 
     def history(self, node: str, sensor: str | None = None, quantity: str | None = None,
                 since_ms: int | None = None, until_ms: int | None = None, limit: int = 10_000
