@@ -604,6 +604,7 @@ class Bridge:
         if mac is None:
             self.counters["bad_mqtt"] += 1
             return
+        body: Any = None
         try:
             body = json.loads(payload)
             if not isinstance(body, dict) or not isinstance(body.get("op"), str) or not body["op"]:
@@ -618,7 +619,7 @@ class Bridge:
                 raise ValueError(f"unknown device {mac}")
         except (ValueError, UnicodeDecodeError) as exc:
             self.counters["bad_mqtt"] += 1
-            corr = body.get("id") if isinstance(locals().get("body"), dict) else None
+            corr = body.get("id") if isinstance(body, dict) else None
             self._publish([(self.topics.ack(mac), {"id": corr, "cmd_state": "error", "ok": False,
                                                    "err": "bad_request", "detail": str(exc)[:200]}, False)])
             return
