@@ -124,7 +124,7 @@ def test_messages_are_committed_before_the_ack_and_stored_once(tmp_path: Path, b
 def test_topics_discovery_commands_anomaly_and_bad_input(tmp_path: Path, broker: Mosquitto) -> None:
     sub = Subscriber(broker.port, ["fieldlink/#", "homeassistant/#"])
     gw = ScriptedGateway(tmp_path)
-    bridge = make_bridge(tmp_path, gw, broker)
+    bridge = make_bridge(tmp_path, gw, broker, cmd_timeout_s=3.0)
     try:
         wait_until(lambda: any(m.get("t") == "hello" for m in gw.host_msgs), 15, "hello")
         gw.send({"t": "nhb", "from": N1, "rssi": -61,
@@ -184,6 +184,13 @@ def test_topics_discovery_commands_anomaly_and_bad_input(tmp_path: Path, broker:
         sub.publish(f"{ROOT}/0200000000ff/cmd", json.dumps({"id": 7, "op": "reboot"}))
         wait_until(lambda: any(p.get("id") == 7 and p["cmd_state"] == "queued"
                                for _, p in sub.json(lambda t: t.endswith("0200000000ff/ack"))), 20, "queued")
+        # a node that never answers: the ack reports the timeout with the request's id
+        gw.send({"t": "nhb", "from": "0200000000ee", "rssi": -70, "d": {"up": 1, "boot": 1}})
+        wait_until(lambda: "0200000000ee" in bridge.devices, 20, "silent node")
+        sub.publish(f"{ROOT}/0200000000ee/cmd", json.dumps({"id": "t-1", "op": "ping"}))
+        wait_until(lambda: any(p.get("id") == "t-1" and p["cmd_state"] == "timeout" and not p["ok"]
+                               for _, p in sub.json(lambda t: t.endswith("0200000000ee/ack"))), 30, "timeout ack")
+        assert bridge.counters["command_timeouts"] >= 1
         # malformed commands: counted, answered, the bridge keeps going
         for bad in (b"{not json", b"[]", b'{"op": 5}', b'{"op": "relay", "a": 3}', b"\xff\xfe"):
             sub.publish(f"{ROOT}/{N1}/cmd", bad)
