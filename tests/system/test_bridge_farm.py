@@ -73,6 +73,8 @@ def uplink_seqs(db: Path) -> list[tuple[int, int]]:
     con = sqlite3.connect(str(db))
     try:
         return [(r[0], r[1]) for r in con.execute("SELECT g, s FROM uplink WHERE s IS NOT NULL ORDER BY g, s")]
+    except sqlite3.OperationalError:   # the bridge created the file but not yet its tables
+        return []
     finally:
         con.close()
 
