@@ -131,3 +131,20 @@ def test_auth_required_beyond_loopback(bridge: tuple[Bridge, ScriptedGateway]) -
     assert c.get("/api/devices", headers={"Authorization": f"Basic {good}"}).status_code == 200
     assert c.get("/api/devices", headers={"Authorization": "Bearer tok"}).status_code == 200
     assert c.get("/api/devices", headers={"Authorization": "Bearer nope"}).status_code == 401
+
+
+def test_cli_help_examples_and_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fieldlink_host.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["bridge", "--help"])
+    out = capsys.readouterr().out
+    assert "examples:" in out and "--mqtt mqtt://127.0.0.1:1883" in out and "install-service" in out
+    assert main(["bridge", "--db", str(tmp_path / "x.db")]) == 1
+    assert main(["bridge", "--port", "/dev/null", "--db", str(tmp_path / "x.db"), "--web", "0.0.0.0:8080"]) == 1
+    assert main(["bridge", "--port", "/dev/null", "--db", str(tmp_path / "x.db"), "--mqtt", "ftp://x"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith("fieldlink: error: ") for line in err), err
+    assert "Traceback" not in "".join(err)
+    assert main(["bridge", "install-service", "--dir", str(tmp_path)]) == 0
+    assert (tmp_path / "fieldlink-bridge.service").exists() and (tmp_path / "99-fieldlink-gw.rules").exists()
