@@ -22,7 +22,7 @@ import itertools
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,9 @@ DEFAULT_BAUD = 921600
 MAX_FRAME = 4096
 #: telemetry sequence numbers remembered per node to drop repeats (the gateway keeps 8; the host more)
 TEL_SEEN = 64
+#: seconds a hole in the uplink sequence may stay open before it is taken as messages the gateway's
+#: ring dropped (the gateway resends unacknowledged messages after 1 s without progress)
+HOLE_WAIT = 2.5
 
 
 class UplinkError(FieldlinkError):
@@ -62,6 +65,8 @@ class UplinkStats:
     frames_sent: int = 0
     gateway_boots: int = 0
     tel_duplicates: int = 0
+    io_errors: int = 0
+    sink_errors: int = 0
     decoder: dict[str, int] = field(default_factory=dict)
     #: payloads whose handling raised (any exception): counted, skipped, the last one kept for reports
     reader_errors: int = 0
@@ -85,7 +90,14 @@ class UplinkClient:
     """A serial connection to one gateway. Thread-safe for callers; one internal reader thread."""
 
     def __init__(self, port: str | serial.SerialBase, baud: int = DEFAULT_BAUD, hb_interval: float = 1.0,
-                 auto_ack: bool = True, max_queue: int = 100_000) -> None:
+                 auto_ack: bool = True, max_queue: int = 100_000,
+                 on_messages: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
+        """``on_messages``: called in the reader thread with the new (deduplicated) messages of each chunk
+        read from the port, *before* they are acknowledged; the acknowledgement is sent only after it
+        returns, so a caller that stores them first (the bridge) never has a message acknowledged that it
+        did not keep. If it raises, nothing of that chunk is acknowledged and the gateway resends it.
+        With it set, messages are not queued for :meth:`recv` (command results still reach
+        :meth:`request`)."""
         self._port_name = port if isinstance(port, str) else None
         self._ser: serial.SerialBase | None = None if isinstance(port, str) else port
         self.baud = baud
@@ -98,14 +110,30 @@ class UplinkClient:
         self._plock = threading.Lock()
         self._pending: dict[int, queue.Queue[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
-        self._last_seq: dict[Any, int] = {}
+        # per gateway boot g: everything <= _contig[g] arrived (or was given up as dropped by the ring);
+        # _above[g] holds the sequence numbers that arrived beyond a hole. Only _contig is acknowledged,
+        # so a message is never acknowledged while an older one is missing (stale bytes in the port
+        # buffer after a host restart arrive before the gateway's resend of older messages).
+        self._contig: dict[Any, int] = {}
+        self._above: dict[Any, set[int]] = {}
+        self._hole_since: float | None = None
         self._gw_boot: Any = None
         self._tel_seen: dict[str, tuple[Any, list[int]]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_tx = 0.0
+        self.on_messages = on_messages
+        #: consecutive failed reads (a vanished port); reset by a good read
+        self.read_failures = 0
 
     # ------------------------------------------------------------------ lifecycle
+    def resume(self, g: Any, contig: int, above: set[int] | None = None) -> None:
+        """Continue a previous session's sequence state (call before :meth:`open`): for gateway boot
+        ``g`` everything up to ``contig`` and the numbers in ``above`` are already stored."""
+        self._gw_boot = g
+        self._contig[g] = contig
+        self._above[g] = set(above or ())
+
     def open(self) -> UplinkClient:
         if self._ser is None:
             assert self._port_name is not None
@@ -245,19 +273,29 @@ class UplinkClient:
             except (serial.SerialException, OSError, TypeError):
                 if self._stop.is_set():
                     return
+                self.stats.io_errors += 1
+                self.read_failures += 1
                 time.sleep(0.05)
                 continue
+            self.read_failures = 0
             top = 0
             if data:
+                new: list[tuple[dict[str, Any], int]] = []
                 for payload in self._dec.feed(data):
                     self.stats.frames += 1
                     try:
-                        s = self._payload(payload)
+                        msg, s = self._payload(payload)
                     except Exception as exc:  # noqa: BLE001 - the reader survives any payload
                         self.stats.reader_errors += 1
                         self.stats.last_reader_error = f"{type(exc).__name__}: {exc}"[:200]
                         continue
                     top = max(top, s)
+                    if msg is not None:
+                        new.append((msg, s))
+                if new and not self._deliver(new):
+                    top = 0
+            if self._hole_since is not None and time.monotonic() - self._hole_since > HOLE_WAIT:
+                top = max(top, self._give_up_hole())
             if top and self.auto_ack:
                 try:
                     self.send({"t": "ack", "s": top})
@@ -270,6 +308,70 @@ class UplinkClient:
                 except (serial.SerialException, OSError, UplinkError):
                     pass
             self.stats.decoder = self._dec.stats()
+
+    def _deliver(self, new: list[tuple[dict[str, Any], int]]) -> bool:
+        """Hand new messages to the sink (then they may be acknowledged) or the queue. False if the sink
+        failed: the sequence state is rolled back so the gateway's resend is taken as new."""
+        if self.on_messages is not None:
+            try:
+                self.on_messages([m for m, _ in new])
+            except Exception:
+                self.stats.sink_errors += 1
+                self._rollback(new)
+                return False
+        for msg, _ in new:
+            if msg["t"] == "res" and isinstance(msg.get("id"), int):
+                with self._plock:
+                    w = self._pending.get(msg["id"])
+                if w is not None:
+                    w.put(msg)
+            if self.on_messages is None:
+                try:
+                    self._q.put_nowait(msg)
+                except queue.Full:
+                    pass
+        return True
+
+    def _give_up_hole(self) -> int:
+        """The oldest hole stayed open: the gateway's ring dropped those messages (already counted in
+        ``gaps``). Returns the new acknowledgement level."""
+        g = self._gw_boot
+        above = self._above.get(g)
+        if not above:
+            self._hole_since = None
+            return 0
+        self._contig[g] = min(above) - 1
+        self._advance(g)
+        self._hole_since = time.monotonic() if self._above[g] else None
+        return self._contig[g]
+
+    def _advance(self, g: Any) -> None:
+        above = self._above.setdefault(g, set())
+        c = self._contig[g]
+        while c + 1 in above:
+            c += 1
+            above.discard(c)
+        self._contig[g] = c
+
+    def _rollback(self, new: list[tuple[dict[str, Any], int]]) -> None:
+        failed = {(msg.get("g"), msg.get("s")) for msg, _ in new}
+        for msg, _ in new:
+            d = msg.get("d")
+            if msg["t"] == "tel" and isinstance(d, dict):
+                prev = self._tel_seen.get(str(msg.get("from")))
+                q = d.get("q")
+                if prev is not None and prev[0] == d.get("boot") and isinstance(q, int) and q in prev[1]:
+                    prev[1].remove(q)
+            g, s = msg.get("g"), msg.get("s")
+            if not isinstance(s, int) or g not in self._contig:
+                continue
+            above = self._above.setdefault(g, set())
+            above.discard(s)
+            if s <= self._contig[g]:
+                # numbers between s and the old level that were stored in earlier chunks stay known
+                above.update(x for x in range(s + 1, self._contig[g] + 1) if (g, x) not in failed)
+                self._contig[g] = s - 1
+        self.stats.messages -= len(new)
 
     def _seen_telemetry(self, msg: dict[str, Any]) -> bool:
         """True if this node's (boot, q) was delivered already. Remembers the last TEL_SEEN q per node for
@@ -293,47 +395,54 @@ class UplinkClient:
             del seen[0]
         return False
 
-    def _payload(self, payload: bytes) -> int:
+    def _payload(self, payload: bytes) -> tuple[dict[str, Any] | None, int]:
+        """(message to deliver or None, the uplink sequence to acknowledge or 0)."""
         try:
             msg = decode_payload(payload)
         except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
             # TypeError: a map key msgpack cannot hash (e.g. an array key, 81 90 00)
             self.stats.bad_msgpack += 1
-            return 0
+            return None, 0
         if msg is None:
             self.stats.bad_msg += 1
-            return 0
+            return None, 0
         g = msg.get("g")
         s = msg.get("s")
         if not isinstance(g, int | str | None) or isinstance(s, bool):
             self.stats.bad_msg += 1
-            return 0
+            return None, 0
+        ack = 0
         if isinstance(s, int):
             if g != self._gw_boot:
                 if self._gw_boot is not None:
                     self.stats.gateway_boots += 1
                 self._gw_boot = g
-                self._last_seq[g] = 0
-            last = self._last_seq.get(g, 0)
-            if s <= last:
+                self._hole_since = None
+            if g not in self._contig:          # first message of this gateway boot: it is the base
+                self._contig[g] = s - 1
+                self._above[g] = set()
+            above = self._above[g]
+            contig = self._contig[g]
+            if s <= contig or s in above:
                 self.stats.duplicates += 1
-                return s if g == self._gw_boot else 0
-            if last and s > last + 1:
-                self.stats.gaps += s - last - 1
-            self._last_seq[g] = s
+                return None, contig if g == self._gw_boot else 0
+            highest = max(above) if above else contig
+            if s > highest + 1:
+                self.stats.gaps += s - highest - 1
+            elif s < highest:
+                self.stats.gaps -= 1           # a hole filled by the gateway's resend
+            above.add(s)
+            self._advance(g)
+            if self._above[g]:
+                if self._hole_since is None:
+                    self._hole_since = time.monotonic()
+            else:
+                self._hole_since = None
+            ack = self._contig[g]
         self.stats.messages += 1
         if msg["t"] == "tel" and self._seen_telemetry(msg):
             # the same node message again (a repeat after a gateway reboot or re-pairing): acknowledged on
             # the uplink like any message, not delivered twice (docs/protocol.md, "exactly once")
             self.stats.tel_duplicates += 1
-            return s if isinstance(s, int) else 0
-        if msg["t"] == "res" and isinstance(msg.get("id"), int):
-            with self._plock:
-                w = self._pending.get(msg["id"])
-            if w is not None:
-                w.put(msg)
-        try:
-            self._q.put_nowait(msg)
-        except queue.Full:
-            pass
-        return s if isinstance(s, int) else 0
+            return None, ack
+        return msg, ack

@@ -78,3 +78,19 @@ def test_ota_transfer_bench_rows_and_json() -> None:
     assert 0 < d["resent_per_lost_loss20"] < 1.5, d
     assert all(d[k] > 0 for k in ("kbps_virtual_air", "kbps_virtual_air_loss20", "kbps_virtual_air_cpython",
                                   "kbps_virtual_air_loss20_cpython")), d
+
+
+def test_bridge_bench_json() -> None:
+    import json
+    r = json.loads(run_bench("bench/bridge.py", "--quick", "--json").strip().splitlines()[-1])
+    assert r["messages"] == 2000
+    assert all(r[k] > 0 for k in ("ceiling", "bridge", "replay", "db_bytes_per_message")), r
+
+
+@pytest.mark.slow
+def test_fleet_bench_delivers_everything_stored() -> None:
+    import json
+    r = json.loads(run_bench("bench/fleet.py", "--quick", "--json").strip().splitlines()[-1])
+    assert r["nodes_reporting"] == r["nodes"] == 100, r
+    assert r["stored"] > 0 and r["delivered"] == r["stored"] and r["lost"] == 0, r
+    assert 0 < r["latency_ms_p50"] <= r["latency_ms_p99"], r

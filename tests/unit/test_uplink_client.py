@@ -148,3 +148,41 @@ def test_vanished_port_gives_uplink_errors_and_the_client_keeps_running() -> Non
         assert [m["d"]["q"] for m in drain(client, 0.5) if m["t"] == "tel"] == [2]
     finally:
         client.close()
+
+
+def test_a_hole_holds_the_ack_until_the_resend_fills_it() -> None:
+    """Stale bytes (s 5, 6) arrive before the gateway's resend of 3, 4 (a host restart): nothing beyond 2
+    is acknowledged until 3 and 4 arrived, and they are delivered, not dropped as repeats."""
+    port = FakePort()
+    client = UplinkClient(port, hb_interval=10)
+    client.resume(1, 2)
+    client.open()  # type: ignore[arg-type]
+    try:
+        port.feed(tel(1, 5, "020000000001", 1, 5))
+        port.feed(tel(1, 6, "020000000001", 1, 6))
+        first = [m["d"]["q"] for m in drain(client, 0.5) if m["t"] == "tel"]
+        acks = [m.get("s") for m in port.sent() if m.get("t") == "ack"]
+        assert first == [5, 6] and all(a <= 2 for a in acks), acks
+        port.feed(tel(1, 2, "020000000001", 1, 2))   # stored before the restart: a repeat
+        port.feed(tel(1, 3, "020000000001", 1, 3))
+        port.feed(tel(1, 4, "020000000001", 1, 4))
+        assert [m["d"]["q"] for m in drain(client, 0.5) if m["t"] == "tel"] == [3, 4]
+        assert max(m.get("s") for m in port.sent() if m.get("t") == "ack") == 6
+        assert client.stats.gaps == 0 and client.stats.duplicates == 1
+    finally:
+        client.close()
+
+
+def test_a_hole_nobody_fills_is_given_up_as_ring_drops() -> None:
+    port = FakePort()
+    client = UplinkClient(port, hb_interval=10).open()  # type: ignore[arg-type]
+    try:
+        port.feed(tel(1, 1, "020000000001", 1, 1))
+        port.feed(tel(1, 4, "020000000001", 1, 4))    # 2 and 3 were dropped by the gateway's ring
+        end = time.monotonic() + 10
+        while time.monotonic() < end and 4 not in [m.get("s") for m in port.sent() if m.get("t") == "ack"]:
+            time.sleep(0.1)
+        assert 4 in [m.get("s") for m in port.sent() if m.get("t") == "ack"]
+        assert client.stats.gaps == 2
+    finally:
+        client.close()

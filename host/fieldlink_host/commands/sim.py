@@ -15,6 +15,9 @@ EXAMPLES = """examples:
   fieldlink sim --seconds 10            stop after 10 s
   fieldlink sim --nodes 10 --loss 0.2   10 nodes over a radio that loses 20% of frames
   fieldlink sim --workdir farm/ --echo  keep the boards' flash/NVS in farm/ and show their consoles
+  fieldlink sim --web 127.0.0.1:8080    the farm with the bridge: fleet page, GET /api/devices lists the nodes
+  fieldlink sim --web 127.0.0.1:8080 --mqtt mqtt://127.0.0.1:1883 --db farm.db
+                                        ... publishing to a broker (Home Assistant discovery), stored in farm.db
 """
 
 
@@ -39,6 +42,14 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError:  # not the main thread (library use): the caller handles signals
         previous = None
     try:
+        if args.web or args.mqtt or args.db:
+            from fieldlink_host.bridge.config import load_config
+            from fieldlink_host.bridge.run import run_farm_bridge
+            cfg = load_config(None, env={}, db=args.db, mqtt_url=args.mqtt, web_listen=args.web,
+                              bridge_id="sim", site="sim", heartbeat_s=30)
+            bridge = run_farm_bridge(cfg, nodes=args.nodes, seconds=args.seconds, seed=args.seed, loss=args.loss,
+                                     workdir=Path(args.workdir) if args.workdir else None, echo=args.echo)
+            return 0 if len(bridge.devices) >= args.nodes else 3
         summary = run_farm(nodes=args.nodes, seconds=args.seconds, seed=args.seed, loss=args.loss,
                            workdir=Path(args.workdir) if args.workdir else None, echo=args.echo)
     finally:
@@ -63,4 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--loss", type=float, default=0.0, help="frame loss on every radio link, 0..1")
     p.add_argument("--workdir", default=None, help="keep board directories here (default: a temporary dir)")
     p.add_argument("--echo", action="store_true", help="show the boards' console output")
+    p.add_argument("--web", default=None, metavar="HOST:PORT", help="run the bridge and serve the fleet page here")
+    p.add_argument("--mqtt", default=None, metavar="URL", help="run the bridge publishing to this broker")
+    p.add_argument("--db", default=None, metavar="FILE", help="run the bridge storing into FILE (default: temporary)")
     p.set_defaults(func=_run)
