@@ -31,7 +31,7 @@ sys.path[:0] = [str(ROOT / "host"), str(ROOT / "device")]
 
 import msgpack  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
-from fieldlink.frame import encode_frame  # noqa: E402
+from fieldlink.codec.serialframe import encode_frame  # noqa: E402
 from fieldlink_host.bridge.config import BridgeConfig, MqttConfig  # noqa: E402
 from fieldlink_host.bridge.core import Bridge  # noqa: E402
 

@@ -20,7 +20,7 @@ from typing import Any
 import msgpack
 import paho.mqtt.client as mqtt
 import pytest
-from fieldlink.frame import FrameDecoder, encode_frame
+from fieldlink.codec.serialframe import FrameDecoder, encode_frame
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 
