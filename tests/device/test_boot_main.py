@@ -276,11 +276,14 @@ def test_run_boots_the_slot_node_with_its_bundled_rules():
         seen.append(store_)
         return TickThenStop(real(cfg, store_, relays, wdt, radio_parts, rules), seen)
     node_start.build_node = build
+    wdt = main._wdt
+    main._wdt = lambda cfg: None  # a virtual watchdog left running would end the test process ~30 s later
     try:
         with InSlot(slot):
             assert main.run(store=store, max_attempts=1) == 1
     finally:
         node_start.build_node = real
+        main._wdt = wdt
     assert seen[0] == store
     name, info, fan = seen[1]
     assert name == "boot-node" and info["loaded"] and info["size"] == len(HOT) and fan is True

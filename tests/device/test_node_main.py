@@ -23,8 +23,9 @@ class Recorder:
 
 
 def _patched(rec, build_node=None):
-    saved = (main.make_relays, node_start.build_node, main._sleep_s)
+    saved = (main.make_relays, node_start.build_node, main._sleep_s, main._wdt)
     main.make_relays = rec.make_relays
+    main._wdt = lambda cfg: None  # a virtual watchdog left running would end the test process later
     main._sleep_s = lambda s, wdt=None: None
     if build_node is not None:
         node_start.build_node = build_node
@@ -32,7 +33,7 @@ def _patched(rec, build_node=None):
 
 
 def _restore(saved):
-    main.make_relays, node_start.build_node, main._sleep_s = saved
+    main.make_relays, node_start.build_node, main._sleep_s, main._wdt = saved
 
 
 def test_main_missing_or_corrupt_config_retries_and_holds_relays_off():
