@@ -137,3 +137,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker("system")
         else:
             item.add_marker("unit")
+
+
+@pytest.fixture(autouse=True)
+def _no_virtual_watchdog_left(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """A device test run under CPython that let device code create machine.WDT would leave the virtual
+    watchdog armed in this process: ~30 s later it ends the whole pytest run as a "WDT reset". Disarm it
+    after each test (a test that wants the reset runs its board in a subprocess)."""
+    yield
+    simboard = sys.modules.get("simboard")
+    if simboard is None:
+        return
+    b = simboard._current[0]
+    wdt = getattr(b, "wdt", None) if b is not None else None
+    if wdt is not None:
+        wdt._stop()
+        b.wdt = None
