@@ -1,0 +1,301 @@
+/* CRC16/CCITT-FALSE, CRC-32, COBS, serial frames and the streaming frame scanner. See fl_core.h. */
+#include "fl_core.h"
+
+static const uint16_t crc16_table[256] = {
+    0x0000, 0x1021, 0x2042, 0x3063, 0x4084, 0x50a5, 0x60c6, 0x70e7,
+    0x8108, 0x9129, 0xa14a, 0xb16b, 0xc18c, 0xd1ad, 0xe1ce, 0xf1ef,
+    0x1231, 0x0210, 0x3273, 0x2252, 0x52b5, 0x4294, 0x72f7, 0x62d6,
+    0x9339, 0x8318, 0xb37b, 0xa35a, 0xd3bd, 0xc39c, 0xf3ff, 0xe3de,
+    0x2462, 0x3443, 0x0420, 0x1401, 0x64e6, 0x74c7, 0x44a4, 0x5485,
+    0xa56a, 0xb54b, 0x8528, 0x9509, 0xe5ee, 0xf5cf, 0xc5ac, 0xd58d,
+    0x3653, 0x2672, 0x1611, 0x0630, 0x76d7, 0x66f6, 0x5695, 0x46b4,
+    0xb75b, 0xa77a, 0x9719, 0x8738, 0xf7df, 0xe7fe, 0xd79d, 0xc7bc,
+    0x48c4, 0x58e5, 0x6886, 0x78a7, 0x0840, 0x1861, 0x2802, 0x3823,
+    0xc9cc, 0xd9ed, 0xe98e, 0xf9af, 0x8948, 0x9969, 0xa90a, 0xb92b,
+    0x5af5, 0x4ad4, 0x7ab7, 0x6a96, 0x1a71, 0x0a50, 0x3a33, 0x2a12,
+    0xdbfd, 0xcbdc, 0xfbbf, 0xeb9e, 0x9b79, 0x8b58, 0xbb3b, 0xab1a,
+    0x6ca6, 0x7c87, 0x4ce4, 0x5cc5, 0x2c22, 0x3c03, 0x0c60, 0x1c41,
+    0xedae, 0xfd8f, 0xcdec, 0xddcd, 0xad2a, 0xbd0b, 0x8d68, 0x9d49,
+    0x7e97, 0x6eb6, 0x5ed5, 0x4ef4, 0x3e13, 0x2e32, 0x1e51, 0x0e70,
+    0xff9f, 0xefbe, 0xdfdd, 0xcffc, 0xbf1b, 0xaf3a, 0x9f59, 0x8f78,
+    0x9188, 0x81a9, 0xb1ca, 0xa1eb, 0xd10c, 0xc12d, 0xf14e, 0xe16f,
+    0x1080, 0x00a1, 0x30c2, 0x20e3, 0x5004, 0x4025, 0x7046, 0x6067,
+    0x83b9, 0x9398, 0xa3fb, 0xb3da, 0xc33d, 0xd31c, 0xe37f, 0xf35e,
+    0x02b1, 0x1290, 0x22f3, 0x32d2, 0x4235, 0x5214, 0x6277, 0x7256,
+    0xb5ea, 0xa5cb, 0x95a8, 0x8589, 0xf56e, 0xe54f, 0xd52c, 0xc50d,
+    0x34e2, 0x24c3, 0x14a0, 0x0481, 0x7466, 0x6447, 0x5424, 0x4405,
+    0xa7db, 0xb7fa, 0x8799, 0x97b8, 0xe75f, 0xf77e, 0xc71d, 0xd73c,
+    0x26d3, 0x36f2, 0x0691, 0x16b0, 0x6657, 0x7676, 0x4615, 0x5634,
+    0xd94c, 0xc96d, 0xf90e, 0xe92f, 0x99c8, 0x89e9, 0xb98a, 0xa9ab,
+    0x5844, 0x4865, 0x7806, 0x6827, 0x18c0, 0x08e1, 0x3882, 0x28a3,
+    0xcb7d, 0xdb5c, 0xeb3f, 0xfb1e, 0x8bf9, 0x9bd8, 0xabbb, 0xbb9a,
+    0x4a75, 0x5a54, 0x6a37, 0x7a16, 0x0af1, 0x1ad0, 0x2ab3, 0x3a92,
+    0xfd2e, 0xed0f, 0xdd6c, 0xcd4d, 0xbdaa, 0xad8b, 0x9de8, 0x8dc9,
+    0x7c26, 0x6c07, 0x5c64, 0x4c45, 0x3ca2, 0x2c83, 0x1ce0, 0x0cc1,
+    0xef1f, 0xff3e, 0xcf5d, 0xdf7c, 0xaf9b, 0xbfba, 0x8fd9, 0x9ff8,
+    0x6e17, 0x7e36, 0x4e55, 0x5e74, 0x2e93, 0x3eb2, 0x0ed1, 0x1ef0
+};
+
+uint16_t fl_crc16(const uint8_t *data, size_t n, uint16_t crc) {
+    for (size_t i = 0; i < n; i++) {
+        crc = (uint16_t)((crc << 8) ^ crc16_table[((crc >> 8) ^ data[i]) & 0xFF]);
+    }
+    return crc;
+}
+
+/* nibble table: 16 words instead of 256, the program checksum is computed once per load */
+static const uint32_t crc32_nib[16] = {
+    0x00000000, 0x1db71064, 0x3b6e20c8, 0x26d930ac, 0x76dc4190, 0x6b6b51f4, 0x4db26158, 0x5005713c,
+    0xedb88320, 0xf00f9344, 0xd6d6a3e8, 0xcb61b38c, 0x9b64c2b0, 0x86d3d2d4, 0xa00ae278, 0xbdbdf21c,
+};
+
+uint32_t fl_crc32(const uint8_t *data, size_t n) {
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= data[i];
+        c = (c >> 4) ^ crc32_nib[c & 15];
+        c = (c >> 4) ^ crc32_nib[c & 15];
+    }
+    return c ^ 0xFFFFFFFFu;
+}
+
+size_t fl_cobs_max_encoded(size_t n) {
+    return n + n / 254 + 1;
+}
+
+/* Blocks of up to 254 non-zero bytes; a new block after a full one is opened only if more input
+ * follows, so a final run of exactly 254 bytes gets no empty trailing block (as the PyPI library). */
+int32_t fl_cobs_encode(const uint8_t *src, size_t n, uint8_t *dst, size_t cap) {
+    if (n > 0x3FFFFFFF || cap < fl_cobs_max_encoded(n)) {
+        return FL_E_SPACE;
+    }
+    size_t o = 1, cp = 0;
+    uint8_t code = 1;
+    int open = 1;
+    for (size_t i = 0; i < n; i++) {
+        if (!open) {
+            cp = o++;
+            code = 1;
+            open = 1;
+        }
+        uint8_t b = src[i];
+        if (b == 0) {
+            dst[cp] = code;
+            cp = o++;
+            code = 1;
+        } else {
+            dst[o++] = b;
+            if (++code == 0xFF) {
+                dst[cp] = 0xFF;
+                open = 0;
+            }
+        }
+    }
+    if (open) {
+        dst[cp] = code;
+    }
+    return (int32_t)o;
+}
+
+static int32_t cobs_decode_nz(const uint8_t *src, size_t n, uint8_t *dst) {
+    /* src[0:n] holds no 0x00 except possibly as a length code (rejected); dst has n bytes */
+    size_t i = 0, o = 0;
+    while (i < n) {
+        uint8_t code = src[i];
+        if (code == 0) {
+            return FL_E_COBS_ZERO;
+        }
+        size_t j = i + code;
+        if (j > n) {
+            return FL_E_COBS_TRUNC;
+        }
+        for (size_t k = i + 1; k < j; k++) {
+            dst[o++] = src[k];
+        }
+        i = j;
+        if (code != 0xFF && i < n) {
+            dst[o++] = 0;
+        }
+    }
+    return (int32_t)o;
+}
+
+int32_t fl_cobs_decode(const uint8_t *src, size_t n, uint8_t *dst, size_t cap) {
+    if (n > 0x3FFFFFFF || cap < n) {
+        return FL_E_SPACE;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (src[i] == 0) {
+            return FL_E_COBS_ZERO;
+        }
+    }
+    return cobs_decode_nz(src, n, dst);
+}
+
+size_t fl_frame_max_encoded(size_t payload_len) {
+    return fl_cobs_max_encoded(payload_len + 2) + 1;
+}
+
+/* Same block logic as fl_cobs_encode, over payload followed by the two CRC bytes. */
+int32_t fl_frame_encode(const uint8_t *payload, size_t n, uint8_t *dst, size_t cap) {
+    if (n > 0x3FFFFFF0 || cap < fl_frame_max_encoded(n)) {
+        return FL_E_SPACE;
+    }
+    uint16_t crc = fl_crc16(payload, n, 0xFFFF);
+    size_t o = 1, cp = 0, total = n + 2;
+    uint8_t code = 1;
+    int open = 1;
+    for (size_t i = 0; i < total; i++) {
+        if (!open) {
+            cp = o++;
+            code = 1;
+            open = 1;
+        }
+        uint8_t b = i < n ? payload[i] : (uint8_t)(i == n ? crc >> 8 : crc & 0xFF);
+        if (b == 0) {
+            dst[cp] = code;
+            cp = o++;
+            code = 1;
+        } else {
+            dst[o++] = b;
+            if (++code == 0xFF) {
+                dst[cp] = 0xFF;
+                open = 0;
+            }
+        }
+    }
+    if (open) {
+        dst[cp] = code;
+    }
+    dst[o++] = 0;
+    return (int32_t)o;
+}
+
+static int32_t frame_check(const uint8_t *dec, int32_t m) {
+    if (m < 2) {
+        return FL_E_SHORT;
+    }
+    int32_t plen = m - 2;
+    uint16_t want = (uint16_t)((dec[plen] << 8) | dec[plen + 1]);
+    if (fl_crc16(dec, (size_t)plen, 0xFFFF) != want) {
+        return FL_E_CRC;
+    }
+    return plen;
+}
+
+int32_t fl_frame_decode(const uint8_t *body, size_t n, uint8_t *dst, size_t cap) {
+    int32_t m = fl_cobs_decode(body, n, dst, cap);
+    if (m < 0) {
+        return m;
+    }
+    return frame_check(dst, m);
+}
+
+/* ---- streaming scanner ---- */
+
+#define SCAN_HDR ((sizeof(fl_scanner) + 3u) & ~(size_t)3u)
+
+size_t fl_scan_size(uint32_t max_frame) {
+    if (max_frame < 1 || max_frame > 0x1000000) {
+        return 0;
+    }
+    return SCAN_HDR + 2 * fl_cobs_max_encoded((size_t)max_frame + 2);
+}
+
+static uint8_t *scan_buf(fl_scanner *s) {
+    return (uint8_t *)s + SCAN_HDR;
+}
+
+const uint8_t *fl_scan_payload(const fl_scanner *s) {
+    return (const uint8_t *)s + SCAN_HDR + s->cap;
+}
+
+int fl_scan_init(fl_scanner *s, size_t mem_size, uint32_t max_frame) {
+    size_t need = fl_scan_size(max_frame);
+    if (need == 0 || mem_size < need) {
+        return FL_E_ARG;
+    }
+    s->max_frame = max_frame;
+    s->cap = (uint32_t)fl_cobs_max_encoded((size_t)max_frame + 2);
+    s->fill = 0;
+    s->skip = 0;
+    s->frames = s->crc_errors = s->framing_errors = s->oversize = s->bytes_in = 0;
+    s->plen = 0;
+    return 0;
+}
+
+void fl_scan_reset(fl_scanner *s) {
+    s->fill = 0;
+    s->skip = 0;
+}
+
+/* The body between two 0x00 is complete: decode and check it, count the outcome. */
+static int scan_finish(fl_scanner *s) {
+    uint32_t m = s->fill;
+    s->fill = 0;
+    uint8_t *dec = scan_buf(s) + s->cap;
+    int32_t r = cobs_decode_nz(scan_buf(s), m, dec);
+    if (r < 0) {
+        s->framing_errors++;
+        return 0;
+    }
+    r = frame_check(dec, r);
+    if (r == FL_E_SHORT) {
+        s->framing_errors++;
+        return 0;
+    }
+    if (r < 0) {
+        s->crc_errors++;
+        return 0;
+    }
+    if ((uint32_t)r > s->max_frame) {
+        s->oversize++;
+        return 0;
+    }
+    s->frames++;
+    s->plen = (uint32_t)r;
+    return 1;
+}
+
+int fl_scan_feed(fl_scanner *s, const uint8_t *data, size_t n, size_t *pos) {
+    size_t p = *pos;
+    uint8_t *buf = scan_buf(s);
+    while (p < n) {
+        /* one run of non-zero bytes, then (maybe) its delimiter */
+        size_t z = p;
+        while (z < n && data[z] != 0) {
+            z++;
+        }
+        size_t k = z - p;
+        if (k && !s->skip) {
+            if ((size_t)s->fill + k > s->cap) {
+                s->skip = 1;  /* oversize: drop the rest of this body without buffering it */
+                s->fill = 0;
+                s->oversize++;
+            } else {
+                uint32_t f = s->fill;
+                for (size_t i = 0; i < k; i++) {
+                    buf[f + i] = data[p + i];
+                }
+                s->fill = f + (uint32_t)k;
+            }
+        }
+        s->bytes_in += (uint32_t)k;
+        if (z == n) {
+            p = n;
+            break;
+        }
+        s->bytes_in++;
+        p = z + 1;
+        if (s->skip) {
+            s->skip = 0;
+        } else if (s->fill) {
+            if (scan_finish(s)) {
+                *pos = p;
+                return 1;
+            }
+        }
+    }
+    *pos = p;
+    return 0;
+}
