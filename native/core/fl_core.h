@@ -63,6 +63,9 @@ const uint8_t *fl_scan_payload(const fl_scanner *s);
 #define FL_MAXV 0x3FFFFFFF
 #define FL_NONE (-0x40000000)
 
+/* fl_prog.size of a program the verifier refused (or is still checking): the VM runs nothing */
+#define FL_PROG_REFUSED 0xFFFFFFFFu
+
 /* A verified program: the tables the VM needs, parsed. The code stays in the caller's blob. */
 typedef struct {
     uint32_t size, crc;
@@ -106,7 +109,7 @@ enum {
     FL_V_MID_INSN, FL_V_FINAL_DEPTH, FL_V_STACK_EXCEEDED, FL_V_ACTIONS, FL_V_COUNT
 };
 
-/* Verify blob[0:n]. Returns FL_V_OK and fills *p, or the reason code (details in *err). */
+/* Verify blob[0:n]. Returns FL_V_OK and fills *p (else p->size = FL_PROG_REFUSED), or the reason code (details in *err). */
 int fl_verify(const uint8_t *blob, size_t n, fl_prog *p, fl_vwork *work, fl_verr *err);
 /* Render err as verify.py's message into buf (NUL terminated, truncated to cap); returns length. */
 size_t fl_verify_message(const fl_verr *err, char *buf, size_t cap);

@@ -301,6 +301,7 @@ int fl_verify(const uint8_t *b, size_t n, fl_prog *p, fl_vwork *w, fl_verr *e) {
     e->rule = -1;
     e->seg = 0;
     e->code = FL_V_OK;
+    p->size = FL_PROG_REFUSED;  /* set to n only when every check passed: the VM refuses anything else */
     if (n < HEADER_SIZE + 4) {
         return fail(e, FL_V_SHORT, (int32_t)n, 0, 0, 0);
     }
@@ -353,7 +354,6 @@ int fl_verify(const uint8_t *b, size_t n, fl_prog *p, fl_vwork *w, fl_verr *e) {
     if (max_stack < 1 || max_stack > FL_MAX_STACK) {
         return fail(e, FL_V_STACK_DECL, (int32_t)max_stack, FL_MAX_STACK, 0, 0);
     }
-    p->size = (uint32_t)n;
     p->crc = crc;
     p->n_inputs = (uint16_t)ni;
     p->n_windows = (uint16_t)nw;
@@ -517,6 +517,7 @@ int fl_verify(const uint8_t *b, size_t n, fl_prog *p, fl_vwork *w, fl_verr *e) {
         return fail(e, FL_V_ACTIONS, (int32_t)n_actions, actions, 0, 0);
     }
     e->code = FL_V_OK;
+    p->size = (uint32_t)n;
     return FL_V_OK;
 }
 

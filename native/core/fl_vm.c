@@ -40,7 +40,7 @@ size_t fl_sizeof_verr(void) {
 }
 
 int fl_vm_init(const fl_prog *p, int32_t *st, size_t st_words) {
-    if (st_words < p->state_words) {
+    if (p->size == FL_PROG_REFUSED || st_words < p->state_words) {
         return FL_E_ARG;
     }
     for (uint32_t i = 0; i < p->state_words; i++) {
@@ -56,7 +56,7 @@ int fl_vm_init(const fl_prog *p, int32_t *st, size_t st_words) {
 }
 
 int fl_vm_set_input(const fl_prog *p, int32_t *st, uint32_t i, int32_t value, int32_t now) {
-    if (i >= p->n_inputs) {
+    if (p->size == FL_PROG_REFUSED || i >= p->n_inputs) {
         return FL_E_ARG;
     }
     st[3 * i] = value > MAXV ? MAXV : value < -MAXV ? -MAXV : value;
@@ -347,8 +347,13 @@ static int32_t exec_seg(vm *v, uint32_t pc, uint32_t end) {
 int fl_vm_run(const fl_prog *p, const uint8_t *blob, size_t blob_len, int32_t *st, size_t st_words,
               int32_t *stack, size_t stack_words, int32_t *out, size_t out_words, int32_t now, int32_t tod,
               int32_t uptime, int first) {
-    if (blob_len < p->size || st_words < p->state_words || stack_words < (size_t)p->max_stack + 1
+    if (p->size == FL_PROG_REFUSED || blob_len < p->size || st_words < p->state_words || stack_words < (size_t)p->max_stack + 1
         || out_words < 4 * ((size_t)p->n_actions + 1)) {
+        return FL_E_ARG;
+    }
+    /* the blob must be the one that was verified: its stored checksum is the verified CRC-32 */
+    const uint8_t *c4 = blob + p->size - 4;
+    if (((uint32_t)c4[0] | ((uint32_t)c4[1] << 8) | ((uint32_t)c4[2] << 16) | ((uint32_t)c4[3] << 24)) != p->crc) {
         return FL_E_ARG;
     }
     vm v;

@@ -167,11 +167,8 @@ static mp_obj_t verify(mp_obj_t blob_o, mp_obj_t prog_o, mp_obj_t work_o) {
     mp_get_buffer_raise(blob_o, &b, MP_BUFFER_READ);
     fl_prog *p = buf_rw(prog_o, sizeof(fl_prog), &pb);
     uint8_t *w = buf_rw(work_o, WORK_ERR_OFF + sizeof(fl_verr), &wb);
+    /* a refused program leaves p->size = FL_PROG_REFUSED: the VM calls refuse to run it */
     int code = fl_verify(b.buf, b.len, p, (fl_vwork *)w, (fl_verr *)(w + WORK_ERR_OFF));
-    if (code) {
-        p->size = 0xFFFFFFFFu;  /* a refused program can never run: fl_vm_run needs blob_len >= size */
-        p->state_words = 0xFFFF;
-    }
     return mp_obj_new_int(code);
 }
 static MP_DEFINE_CONST_FUN_OBJ_3(verify_obj, verify);

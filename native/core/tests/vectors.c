@@ -217,6 +217,10 @@ static void test_rules(void) {
     CHECK(step(3000, 29000, 1, 0) == 0);
     CHECK(step(9999, 0, 0, 0) == 0);
     CHECK(step(10000, 0, 0, 0) == 1 && is_act(1));
+    /* another blob than the verified one is refused */
+    prog_buf[n - 1] ^= 1;
+    CHECK(fl_vm_run(&prog, prog_buf, sizeof prog_buf, st, 16, stk, 4, out, 12, 0, FL_NONE, 0, 0) == FL_E_ARG);
+    prog_buf[n - 1] ^= 1;
     /* buffers too small are refused, not overrun */
     CHECK(fl_vm_run(&prog, prog_buf, sizeof prog_buf, st, 9, stk, 4, out, 12, 0, FL_NONE, 0, 0) == FL_E_ARG);
     CHECK(fl_vm_run(&prog, prog_buf, sizeof prog_buf, st, 16, stk, 3, out, 12, 0, FL_NONE, 0, 0) == FL_E_ARG);
@@ -225,6 +229,9 @@ static void test_rules(void) {
     n = hot_program(0, 0);
     prog_buf[0] = 'X';
     CHECK(fl_verify(prog_buf, n, &prog, &work, &err) == FL_V_MAGIC);
+    /* a refused program never runs, even in a prog struct that held a valid one */
+    CHECK(fl_vm_run(&prog, prog_buf, sizeof prog_buf, st, 16, stk, 4, out, 12, 0, FL_NONE, 0, 0) == FL_E_ARG);
+    CHECK(fl_vm_init(&prog, st, 16) == FL_E_ARG);
     n = hot_program(0, 0);
     CHECK(fl_verify(prog_buf, n - 1, &prog, &work, &err) == FL_V_SIZE_FIELD);
     fl_verify_message(&err, msg, sizeof msg);
