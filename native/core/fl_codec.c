@@ -121,7 +121,8 @@ static int32_t cobs_decode_nz(const uint8_t *src, size_t n, uint8_t *dst) {
 }
 
 int32_t fl_cobs_decode(const uint8_t *src, size_t n, uint8_t *dst, size_t cap) {
-    if (n > 0x3FFFFFFF || cap < n) {
+    /* every block of c bytes decodes to at most c bytes, the last one to c - 1 */
+    if (n > 0x3FFFFFFF || (n > 0 && cap < n - 1)) {
         return FL_E_SPACE;
     }
     for (size_t i = 0; i < n; i++) {

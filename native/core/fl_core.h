@@ -26,13 +26,13 @@ uint32_t fl_crc32(const uint8_t *data, size_t n);
 size_t fl_cobs_max_encoded(size_t n);
 /* encode n bytes into dst (cap >= fl_cobs_max_encoded(n)); returns the length or FL_E_SPACE */
 int32_t fl_cobs_encode(const uint8_t *src, size_t n, uint8_t *dst, size_t cap);
-/* decode n bytes (no delimiter) into dst (cap >= n); returns the length or FL_E_* */
+/* decode n bytes (no delimiter) into dst (cap >= n - 1); returns the length or FL_E_* */
 int32_t fl_cobs_decode(const uint8_t *src, size_t n, uint8_t *dst, size_t cap);
 
 /* ---- serial frame: COBS(payload || crc16_be) || 0x00 ---- */
 size_t fl_frame_max_encoded(size_t payload_len);  /* including the 0x00 */
 int32_t fl_frame_encode(const uint8_t *payload, size_t n, uint8_t *dst, size_t cap);
-/* decode one body (without the 0x00) into dst (cap >= n); returns the payload length or FL_E_* */
+/* decode one body (without the 0x00) into dst (cap >= n - 1); returns the payload length or FL_E_* */
 int32_t fl_frame_decode(const uint8_t *body, size_t n, uint8_t *dst, size_t cap);
 
 /* Streaming scanner (fieldlink.frame.FrameDecoder): one block of memory, fl_scan_size(max_frame)

@@ -9,6 +9,30 @@
 #define NONE FL_NONE
 #define MAXDUR 86400000
 
+/* 64-bit division: native where the CPU has it; a bounded shift-subtract loop on 32-bit targets so
+ * that the natmod needs no libgcc helpers (__divdi3 / __moddi3) there. Truncates toward zero. */
+#if defined(FL_SOFT_DIV64) || UINTPTR_MAX <= 0xFFFFFFFFu
+static int64_t div64(int64_t a, int64_t b) {
+    uint64_t ua = a < 0 ? (uint64_t)0 - (uint64_t)a : (uint64_t)a;
+    uint64_t ub = b < 0 ? (uint64_t)0 - (uint64_t)b : (uint64_t)b;
+    uint64_t q = 0, r = 0;
+    for (int i = 0; i < 64; i++) {  /* constant shifts only: no __ashldi3 either */
+        r = (r << 1) | (ua >> 63);
+        ua <<= 1;
+        q <<= 1;
+        if (r >= ub) {
+            r -= ub;
+            q |= 1u;
+        }
+    }
+    return (a < 0) != (b < 0) ? -(int64_t)q : (int64_t)q;
+}
+#else
+static int64_t div64(int64_t a, int64_t b) {
+    return a / b;
+}
+#endif
+
 static int32_t sat(int64_t v) {
     return v > MAXV ? MAXV : v < -MAXV ? -MAXV : (int32_t)v;
 }
@@ -126,7 +150,7 @@ static int32_t agg(vm *v, uint32_t fn, uint32_t w, uint32_t arg) {
         if (dt == 0 || dt >= HALF) {
             return NONE;
         }
-        return sat(dv * 60000 / dt);  /* C division truncates toward zero, as vm.py */
+        return sat(div64(dv * 60000, dt));  /* truncated toward zero, as vm.py */
     }
     int64_t acc = 0;
     for (int32_t j = 0; j < n; j++) {
@@ -140,8 +164,8 @@ static int32_t agg(vm *v, uint32_t fn, uint32_t w, uint32_t arg) {
     }
     if (base == 0) {
         /* floor(sum / n), as sum(v // n) + sum(v % n) // n in vm.py */
-        int64_t q = acc / n;
-        if (acc % n != 0 && acc < 0) {
+        int64_t q = div64(acc, n);
+        if (q * n != acc && acc < 0) {
             q -= 1;
         }
         acc = q;
@@ -259,11 +283,11 @@ static int32_t exec_seg(vm *v, uint32_t pc, uint32_t end) {
                 } else if (op == 0x21) {
                     r = sat((int64_t)a - b);
                 } else if (op == 0x22) {
-                    r = sat((int64_t)a * b / 1000);
+                    r = sat(div64((int64_t)a * b, 1000));
                 } else if (b == 0) {
                     r = NONE;
                 } else {
-                    r = sat((int64_t)a * 1000 / b);
+                    r = sat(div64((int64_t)a * 1000, b));
                 }
                 s[sp - 1] = r;
                 pc += 1;

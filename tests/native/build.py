@@ -49,15 +49,16 @@ def mpy_dir() -> Path:
     raise ToolMissing("no MicroPython tree for natmod builds: set MPY_DIR (see docs/native.md)")
 
 
-def shared_lib(out: Path, sanitize: bool = False) -> Path:
+def shared_lib(out: Path, sanitize: bool = False, defines: tuple[str, ...] = ()) -> Path:
     """The core as a shared library for ctypes (cc), or with ASan+UBSan (clang)."""
     out.mkdir(parents=True, exist_ok=True)
-    so = out / ("libflcore_san.so" if sanitize else "libflcore.so")
+    so = out / ("libflcore{}{}.so".format("_san" if sanitize else "", "".join("_" + d.lower() for d in defines)))
+    dflags = [f"-D{d}" for d in defines]
     if sanitize:
         cmd = [tool("clang"), *WARN, "-g", "-O1", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
-               "-fno-omit-frame-pointer", "-shared", "-fPIC", "-o", str(so), *map(str, CORE_SRC)]
+               "-fno-omit-frame-pointer", "-shared", "-fPIC", *dflags, "-o", str(so), *map(str, CORE_SRC)]
     else:
-        cmd = [tool("cc"), *WARN, "-O2", "-shared", "-fPIC", "-o", str(so), *map(str, CORE_SRC)]
+        cmd = [tool("cc"), *WARN, "-O2", "-shared", "-fPIC", *dflags, "-o", str(so), *map(str, CORE_SRC)]
     run(cmd)
     return so
 

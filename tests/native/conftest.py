@@ -29,3 +29,9 @@ def core(native_tmp: Path) -> Core:
 @pytest.fixture(scope="session")
 def natmod_x64(native_tmp: Path) -> Path:
     return build.natmod("x64", native_tmp / "natmod")
+
+
+@pytest.fixture(scope="session")
+def core_softdiv(native_tmp: Path) -> Core:
+    """The core with the software 64-bit division that 32-bit targets (rv32imc, xtensa) use."""
+    return Core(str(build.shared_lib(native_tmp / "so", defines=("FL_SOFT_DIV64",))))

@@ -218,6 +218,17 @@ def test_bench_programs_tick_identically(core: Core) -> None:
     assert fired > 100  # the programs do act
 
 
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(RULES, st.integers(0, 2 ** 32))
+def test_software_division_of_32_bit_targets_ticks_identically(core_softdiv: Core, rules: list[Any],
+                                                              seed: int) -> None:
+    try:
+        prog = compile_text(rules_text(rules)).program
+    except RulesError:
+        return
+    tick_side_by_side(core_softdiv, prog, 600, seed)
+
+
 # ------------------------------------------------------------------ verifier: crafted bad programs
 
 def c_reject(core: Core, blob: bytes) -> tuple[int, str]:
@@ -385,7 +396,9 @@ def _eval(core: Core, code: bytes, consts: list[int], inputs: tuple[int, int] = 
     return vm.st[6] if vm.st[8] & 1 else NONE
 
 
-def test_number_model_saturation_and_none(core: Core) -> None:
+@pytest.mark.parametrize("which", ["core", "core_softdiv"])
+def test_number_model_saturation_and_none(request: pytest.FixtureRequest, which: str) -> None:
+    core = request.getfixturevalue(which)
     L0, L1 = bytes([O.LOAD, 0]), bytes([O.LOAD, 1])
 
     def two(op: int, a: int, b: int) -> int:
