@@ -63,38 +63,79 @@ size_t fl_cobs_max_encoded(size_t n) {
     return n + n / 254 + 1;
 }
 
-/* Blocks of up to 254 non-zero bytes; a new block after a full one is opened only if more input
- * follows, so a final run of exactly 254 bytes gets no empty trailing block (as the PyPI library). */
-int32_t fl_cobs_encode(const uint8_t *src, size_t n, uint8_t *dst, size_t cap) {
-    if (n > 0x3FFFFFFF || cap < fl_cobs_max_encoded(n)) {
-        return FL_E_SPACE;
-    }
-    size_t o = 1, cp = 0;
-    uint8_t code = 1;
-    int open = 1;
-    for (size_t i = 0; i < n; i++) {
+/* COBS encoder state: blocks of up to 254 non-zero bytes; after a full block (code 0xFF) the next one
+ * is opened only if more input follows, so a final run of exactly 254 bytes gets no empty trailing
+ * block (as the PyPI library). Runs are copied in a tight loop, no per-byte state changes. */
+typedef struct {
+    uint8_t *dst;
+    size_t o, cp;
+    uint32_t code;
+    int open;
+} cobs_enc;
+
+static void enc_init(cobs_enc *e, uint8_t *dst) {
+    e->dst = dst;
+    e->cp = 0;
+    e->o = 1;
+    e->code = 1;
+    e->open = 1;
+}
+
+static void enc_bytes(cobs_enc *e, const uint8_t *src, size_t n) {
+    uint8_t *dst = e->dst;
+    size_t o = e->o, cp = e->cp, i = 0;
+    uint32_t code = e->code;
+    int open = e->open;
+    while (i < n) {
         if (!open) {
             cp = o++;
             code = 1;
             open = 1;
         }
-        uint8_t b = src[i];
-        if (b == 0) {
-            dst[cp] = code;
+        size_t lim = n - i, k = 0;
+        if (lim > 255u - code) {
+            lim = 255u - code;
+        }
+        const uint8_t *s = src + i;
+        uint8_t *d = dst + o;
+        while (k < lim && s[k] != 0) {
+            d[k] = s[k];
+            k++;
+        }
+        o += k;
+        i += k;
+        code += (uint32_t)k;
+        if (code == 0xFF) {
+            dst[cp] = 0xFF;
+            open = 0;
+        } else if (i < n) {  /* a zero ends the block */
+            dst[cp] = (uint8_t)code;
             cp = o++;
             code = 1;
-        } else {
-            dst[o++] = b;
-            if (++code == 0xFF) {
-                dst[cp] = 0xFF;
-                open = 0;
-            }
+            i++;
         }
     }
-    if (open) {
-        dst[cp] = code;
+    e->o = o;
+    e->cp = cp;
+    e->code = code;
+    e->open = open;
+}
+
+static size_t enc_finish(cobs_enc *e) {
+    if (e->open) {
+        e->dst[e->cp] = (uint8_t)e->code;
     }
-    return (int32_t)o;
+    return e->o;
+}
+
+int32_t fl_cobs_encode(const uint8_t *src, size_t n, uint8_t *dst, size_t cap) {
+    if (n > 0x3FFFFFFF || cap < fl_cobs_max_encoded(n)) {
+        return FL_E_SPACE;
+    }
+    cobs_enc e;
+    enc_init(&e, dst);
+    enc_bytes(&e, src, n);
+    return (int32_t)enc_finish(&e);
 }
 
 static int32_t cobs_decode_nz(const uint8_t *src, size_t n, uint8_t *dst) {
@@ -137,62 +178,73 @@ size_t fl_frame_max_encoded(size_t payload_len) {
     return fl_cobs_max_encoded(payload_len + 2) + 1;
 }
 
-/* Same block logic as fl_cobs_encode, over payload followed by the two CRC bytes. */
+/* COBS over payload followed by the two CRC bytes, without copying the payload. */
 int32_t fl_frame_encode(const uint8_t *payload, size_t n, uint8_t *dst, size_t cap) {
     if (n > 0x3FFFFFF0 || cap < fl_frame_max_encoded(n)) {
         return FL_E_SPACE;
     }
     uint16_t crc = fl_crc16(payload, n, 0xFFFF);
-    size_t o = 1, cp = 0, total = n + 2;
-    uint8_t code = 1;
-    int open = 1;
-    for (size_t i = 0; i < total; i++) {
-        if (!open) {
-            cp = o++;
-            code = 1;
-            open = 1;
-        }
-        uint8_t b = i < n ? payload[i] : (uint8_t)(i == n ? crc >> 8 : crc & 0xFF);
-        if (b == 0) {
-            dst[cp] = code;
-            cp = o++;
-            code = 1;
-        } else {
-            dst[o++] = b;
-            if (++code == 0xFF) {
-                dst[cp] = 0xFF;
-                open = 0;
-            }
-        }
-    }
-    if (open) {
-        dst[cp] = code;
-    }
+    uint8_t tail[2] = {(uint8_t)(crc >> 8), (uint8_t)(crc & 0xFF)};
+    cobs_enc e;
+    enc_init(&e, dst);
+    enc_bytes(&e, payload, n);
+    enc_bytes(&e, tail, 2);
+    size_t o = enc_finish(&e);
     dst[o++] = 0;
     return (int32_t)o;
 }
 
-static int32_t frame_check(const uint8_t *dec, int32_t m) {
-    if (m < 2) {
+/* COBS-decode src[0:m] (no 0x00 in it except as a bad length code) into dst -- which may be src itself:
+ * the output never overtakes the input -- computing the CRC on the way. The CRC of payload || crc_be
+ * is 0 exactly when the appended CRC matches (no reflection, no final xor). Returns the payload length,
+ * FL_E_COBS_* / FL_E_SHORT (framing) or FL_E_CRC. */
+static int32_t decode_check(const uint8_t *src, size_t m, uint8_t *dst) {
+    size_t i = 0, o = 0;
+    uint16_t crc = 0xFFFF;
+    while (i < m) {
+        uint32_t code = src[i];
+        if (code == 0) {
+            return FL_E_COBS_ZERO;
+        }
+        size_t j = i + code;
+        if (j > m) {
+            return FL_E_COBS_TRUNC;
+        }
+        for (size_t k = i + 1; k < j; k++) {
+            uint8_t b = src[k];
+            dst[o++] = b;
+            crc = (uint16_t)((crc << 8) ^ crc16_table[((crc >> 8) ^ b) & 0xFF]);
+        }
+        i = j;
+        if (code != 0xFF && i < m) {
+            dst[o++] = 0;
+            crc = (uint16_t)((crc << 8) ^ crc16_table[(crc >> 8) & 0xFF]);
+        }
+    }
+    if (o < 2) {
         return FL_E_SHORT;
     }
-    int32_t plen = m - 2;
-    uint16_t want = (uint16_t)((dec[plen] << 8) | dec[plen + 1]);
-    if (fl_crc16(dec, (size_t)plen, 0xFFFF) != want) {
+    if (crc != 0) {
         return FL_E_CRC;
     }
-    return plen;
+    return (int32_t)(o - 2);
 }
 
 int32_t fl_frame_decode(const uint8_t *body, size_t n, uint8_t *dst, size_t cap) {
-    int32_t m = fl_cobs_decode(body, n, dst, cap);
-    if (m < 0) {
-        return m;
+    if (n > 0x3FFFFFFF || (n > 0 && cap < n - 1)) {
+        return FL_E_SPACE;
     }
-    return frame_check(dst, m);
+    for (size_t i = 0; i < n; i++) {
+        if (body[i] == 0) {
+            return FL_E_COBS_ZERO;
+        }
+    }
+    return decode_check(body, n, dst);
 }
 
-/* ---- streaming scanner ---- */
+/* ---- streaming scanner ----
+ * One buffer of cap bytes: a body split over several chunks collects there and is decoded in place;
+ * a body that lies whole inside one chunk is decoded straight from the chunk into it. */
 
 #define SCAN_HDR ((sizeof(fl_scanner) + 3u) & ~(size_t)3u)
 
@@ -200,7 +252,7 @@ size_t fl_scan_size(uint32_t max_frame) {
     if (max_frame < 1 || max_frame > 0x1000000) {
         return 0;
     }
-    return SCAN_HDR + 2 * fl_cobs_max_encoded((size_t)max_frame + 2);
+    return SCAN_HDR + fl_cobs_max_encoded((size_t)max_frame + 2);
 }
 
 static uint8_t *scan_buf(fl_scanner *s) {
@@ -208,7 +260,7 @@ static uint8_t *scan_buf(fl_scanner *s) {
 }
 
 const uint8_t *fl_scan_payload(const fl_scanner *s) {
-    return (const uint8_t *)s + SCAN_HDR + s->cap;
+    return (const uint8_t *)s + SCAN_HDR;
 }
 
 int fl_scan_init(fl_scanner *s, size_t mem_size, uint32_t max_frame) {
@@ -230,23 +282,15 @@ void fl_scan_reset(fl_scanner *s) {
     s->skip = 0;
 }
 
-/* The body between two 0x00 is complete: decode and check it, count the outcome. */
-static int scan_finish(fl_scanner *s) {
-    uint32_t m = s->fill;
-    s->fill = 0;
-    uint8_t *dec = scan_buf(s) + s->cap;
-    int32_t r = cobs_decode_nz(scan_buf(s), m, dec);
-    if (r < 0) {
-        s->framing_errors++;
-        return 0;
-    }
-    r = frame_check(dec, r);
-    if (r == FL_E_SHORT) {
-        s->framing_errors++;
-        return 0;
-    }
-    if (r < 0) {
+/* A complete body src[0:m]: decode and check it, count the outcome; 1 if a payload is delivered. */
+static int scan_finish(fl_scanner *s, const uint8_t *src, uint32_t m) {
+    int32_t r = decode_check(src, m, scan_buf(s));
+    if (r == FL_E_CRC) {
         s->crc_errors++;
+        return 0;
+    }
+    if (r < 0) {
+        s->framing_errors++;
         return 0;
     }
     if ((uint32_t)r > s->max_frame) {
@@ -268,6 +312,19 @@ int fl_scan_feed(fl_scanner *s, const uint8_t *data, size_t n, size_t *pos) {
             z++;
         }
         size_t k = z - p;
+        s->bytes_in += (uint32_t)k;
+        if (z < n && s->fill == 0 && !s->skip) {
+            /* the whole body is in this chunk: no copy into the buffer first */
+            s->bytes_in++;
+            if (k > s->cap) {
+                s->oversize++;
+            } else if (k && scan_finish(s, data + p, (uint32_t)k)) {
+                *pos = z + 1;
+                return 1;
+            }
+            p = z + 1;
+            continue;
+        }
         if (k && !s->skip) {
             if ((size_t)s->fill + k > s->cap) {
                 s->skip = 1;  /* oversize: drop the rest of this body without buffering it */
@@ -281,7 +338,6 @@ int fl_scan_feed(fl_scanner *s, const uint8_t *data, size_t n, size_t *pos) {
                 s->fill = f + (uint32_t)k;
             }
         }
-        s->bytes_in += (uint32_t)k;
         if (z == n) {
             p = n;
             break;
@@ -291,7 +347,9 @@ int fl_scan_feed(fl_scanner *s, const uint8_t *data, size_t n, size_t *pos) {
         if (s->skip) {
             s->skip = 0;
         } else if (s->fill) {
-            if (scan_finish(s)) {
+            uint32_t m = s->fill;
+            s->fill = 0;
+            if (scan_finish(s, buf, m)) {
                 *pos = p;
                 return 1;
             }

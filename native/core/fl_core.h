@@ -36,7 +36,7 @@ int32_t fl_frame_encode(const uint8_t *payload, size_t n, uint8_t *dst, size_t c
 int32_t fl_frame_decode(const uint8_t *body, size_t n, uint8_t *dst, size_t cap);
 
 /* Streaming scanner (fieldlink.frame.FrameDecoder): one block of memory, fl_scan_size(max_frame)
- * bytes, 4-byte aligned: this header, then the body buffer and the decode buffer (cap bytes each). */
+ * bytes, 4-byte aligned: this header, then one buffer of cap bytes (body, payload decoded in place). */
 typedef struct {
     uint32_t max_frame, cap, fill, skip;
     uint32_t frames, crc_errors, framing_errors, oversize, bytes_in;

@@ -5,7 +5,6 @@ failure, never a skip (CI installs the toolchains, see .ci/run)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -13,6 +12,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 NATIVE = ROOT / "native"
+sys.path.insert(0, str(NATIVE / "natmod"))
+import natmod_build  # noqa: E402
+
 CORE = NATIVE / "core"
 CORE_SRC = [CORE / "fl_codec.c", CORE / "fl_verify.c", CORE / "fl_vm.c"]
 WARN = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
@@ -35,18 +37,6 @@ def run(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = No
     if proc.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
-
-
-def mpy_dir() -> Path:
-    """$MPY_DIR, else shared/micropython beside the repository (development kit, CI)."""
-    env = os.environ.get("MPY_DIR")
-    if env:
-        return Path(env).resolve()
-    for parent in ROOT.parents:
-        cand = parent / "shared" / "micropython"
-        if (cand / "py" / "dynruntime.mk").is_file():
-            return cand
-    raise ToolMissing("no MicroPython tree for natmod builds: set MPY_DIR (see docs/native.md)")
 
 
 def shared_lib(out: Path, sanitize: bool = False, defines: tuple[str, ...] = ()) -> Path:
@@ -72,23 +62,10 @@ def host_program(out: Path, name: str, sources: list[Path], cc: str = "cc", flag
 
 def natmod(arch: str, out: Path) -> Path:
     """native/natmod built with MicroPython's dynruntime.mk for arch; returns the .mpy."""
-    tool("make")
-    if arch == "x64":
-        tool("cc")
-    elif arch == "rv32imc":
-        tool("riscv64-unknown-elf-gcc")
-    work = out / f"src-{arch}"
-    if work.exists():
-        shutil.rmtree(work)
-    shutil.copytree(NATIVE, work / "native", ignore=shutil.ignore_patterns("build*", "*.mpy", "*.o"))
-    env = dict(os.environ)
-    bindir = str(Path(sys.executable).parent)
-    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")  # mpy_ld's python deps live in this venv
-    dest = out / arch
-    dest.mkdir(parents=True, exist_ok=True)
-    run(["make", "-C", str(work / "native" / "natmod"), f"ARCH={arch}", f"MPY_DIR={mpy_dir()}",
-         f"OUT={dest}", "PYTHON=" + sys.executable], env=env)
-    return dest / "flnative.mpy"
+    try:
+        return natmod_build.build(arch, out)
+    except natmod_build.BuildError as exc:
+        raise ToolMissing(str(exc)) from None
 
 
 def rv32_vectors(out: Path) -> Path:
