@@ -133,8 +133,8 @@ if IS_MPY:
 
 def framing_funcs(natmod, size):
     """name -> callable doing one round (encode 16 frames of `size` bytes, decode the stream)."""
-    from fieldlink.crc import _TABLE
-    from fieldlink.frame import FrameDecoder, encode_frame
+    from fieldlink.codec.crc import _TABLE
+    from fieldlink.codec.serialframe import FrameDecoder, encode_frame
 
     payloads = _payloads(size)
     stream = b"".join(encode_frame(p) for p in payloads)

@@ -1,5 +1,5 @@
 """ctypes binding of native/core for the CPython tests: the same calls as the device modules
-(fieldlink.crc/cobs/frame, fieldlink.rules.verify/vm), backed by the C core built by build.py."""
+(fieldlink.codec.crc/cobs/serialframe, fieldlink.rules.verify/vm), backed by the C core built by build.py."""
 
 from __future__ import annotations
 
@@ -116,7 +116,7 @@ class Core:
 
 
 class FrameDecoder:
-    """fieldlink.frame.FrameDecoder over fl_scan_*."""
+    """fieldlink.codec.serialframe.FrameDecoder over fl_scan_*."""
 
     def __init__(self, core: Core, max_frame: int) -> None:
         self.lib = core.lib

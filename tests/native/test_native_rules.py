@@ -27,7 +27,7 @@ from ccore import VM as CVM
 from ccore import Core, CoreError, VErr
 from fieldlink.rules import engine as pyengine
 from fieldlink.rules import opcodes as O
-from fieldlink.rules import replay as pyreplay
+import fieldlink_sim.rules_replay as pyreplay
 from fieldlink.rules import verify as pyverify
 from fieldlink.rules import vm as pyvm
 from fieldlink_host.rules.compiler import compile_file, compile_text
@@ -73,7 +73,9 @@ def patched(core: Core, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     def checked(blob: Any) -> Any:
         return lockstep.checked_verify(core, blob)
 
-    for m in [pyengine, pyreplay, *mods]:
+    import rules_replay  # the same file as fieldlink_sim.rules_replay, imported by its unix-port name
+
+    for m in [pyengine, pyreplay, rules_replay, *mods]:
         if hasattr(m, "VM"):
             monkeypatch.setattr(m, "VM", vm_cls)
         if hasattr(m, "verify"):

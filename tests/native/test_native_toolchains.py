@@ -33,7 +33,7 @@ def test_vectors_with_address_and_undefined_sanitizers(native_tmp: Path) -> None
 
 def _frame_seeds() -> list[bytes]:
     from cobs import cobs as cobslib
-    from fieldlink.crc import crc16
+    from fieldlink.codec.crc import crc16
 
     def frame(p: bytes) -> bytes:
         return cobslib.encode(p + crc16(p).to_bytes(2, "big")) + b"\x00"

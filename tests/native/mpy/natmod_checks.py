@@ -9,9 +9,9 @@ from binascii import unhexlify
 
 import flnative as N
 import micropython
-from fieldlink import cobs
-from fieldlink.crc import crc16
-from fieldlink.frame import FrameDecoder, encode_frame
+from fieldlink.codec import cobs
+from fieldlink.codec.crc import crc16
+from fieldlink.codec.serialframe import FrameDecoder, encode_frame
 from fieldlink.rules.verify import VerifyError, verify
 from fieldlink.rules.vm import VM
 
@@ -23,7 +23,7 @@ def H(s):
 
 
 class NatDecoder:
-    """The scanner through the natmod: feed() like fieldlink.frame.FrameDecoder."""
+    """The scanner through the natmod: feed() like fieldlink.codec.serialframe.FrameDecoder."""
 
     def __init__(self, max_frame):
         n = N.scan_size(max_frame)
