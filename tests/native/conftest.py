@@ -35,3 +35,8 @@ def natmod_x64(native_tmp: Path) -> Path:
 def core_softdiv(native_tmp: Path) -> Core:
     """The core with the software 64-bit division that 32-bit targets (rv32imc, xtensa) use."""
     return Core(str(build.shared_lib(native_tmp / "so", defines=("FL_SOFT_DIV64",))))
+
+
+@pytest.fixture(scope="session")
+def natmod_rv32imc(native_tmp: Path) -> Path:
+    return build.natmod("rv32imc", native_tmp / "natmod")

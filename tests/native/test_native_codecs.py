@@ -12,8 +12,8 @@ from ccore import E_COBS_TRUNC, E_COBS_ZERO, E_CRC, E_SHORT, Core, CoreError
 from cobs import cobs as cobslib
 from fieldlink.codec import cobs as pycobs
 from fieldlink.codec.crc import crc16 as pycrc16
-from fieldlink.errors import DecodeError
 from fieldlink.codec.serialframe import FrameDecoder, decode_frame, encode_frame
+from fieldlink.errors import DecodeError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -21,13 +21,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import fieldlink_sim.rules_replay as pyreplay
 import lockstep
 import pytest
 from ccore import VM as CVM
 from ccore import Core, CoreError, VErr
 from fieldlink.rules import engine as pyengine
 from fieldlink.rules import opcodes as O
-import fieldlink_sim.rules_replay as pyreplay
 from fieldlink.rules import verify as pyverify
 from fieldlink.rules import vm as pyvm
 from fieldlink_host.rules.compiler import compile_file, compile_text
@@ -74,8 +74,9 @@ def patched(core: Core, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
         return lockstep.checked_verify(core, blob)
 
     import rules_replay  # the same file as fieldlink_sim.rules_replay, imported by its unix-port name
+    from fieldlink.rules import native_vm  # RuleEngine's make_vm: the Python VM when flnative is absent
 
-    for m in [pyengine, pyreplay, rules_replay, *mods]:
+    for m in [pyengine, native_vm, pyreplay, rules_replay, *mods]:
         if hasattr(m, "VM"):
             monkeypatch.setattr(m, "VM", vm_cls)
         if hasattr(m, "verify"):

@@ -111,9 +111,8 @@ def test_vectors_on_emulated_rv32imc(native_tmp: Path) -> None:
     assert int(text.split("vectors: ")[1].split()[0]) >= 60
 
 
-def test_natmod_rv32imc_builds_with_the_right_header(native_tmp: Path) -> None:
-    mpy = build.natmod("rv32imc", native_tmp / "natmod")
-    data = mpy.read_bytes()
+def test_natmod_rv32imc_builds_with_the_right_header(natmod_rv32imc: Path) -> None:
+    data = natmod_rv32imc.read_bytes()
     # .mpy header: 'M', version 6, arch in bits 2..7 of byte 2 (MP_NATIVE_ARCH_RV32IMC = 11)
     assert data[0:2] == b"M\x06" and data[2] >> 2 == 11
     assert mpy_header_arch(data) == "rv32imc"

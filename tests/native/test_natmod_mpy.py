@@ -61,7 +61,8 @@ def vectors(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run_check(natmod: Path, vectors: Path, check: str) -> str:
-    env = {"MICROPYPATH": f"{natmod.parent}:{ROOT / 'device'}:{HERE / 'mpy'}", "PATH": "/usr/bin:/bin"}
+    path = [natmod.parent, HERE / "mpy", ROOT / "tests" / "device", ROOT / "device" / "sim", ROOT / "device"]
+    env = {"MICROPYPATH": ":".join([*map(str, path), ".frozen"]), "PATH": "/usr/bin:/bin", "TMPDIR": str(vectors.parent)}
     proc = subprocess.run([micropython_binary(), "-X", "heapsize=16M", str(HERE / "mpy" / "natmod_checks.py"),
                            str(vectors), check], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0 and f"OK {check}" in proc.stdout, proc.stdout + proc.stderr
@@ -89,3 +90,10 @@ def test_natmod_rules_equal_device_verifier_and_vm(natmod_x64: Path, vectors: Pa
 def test_natmod_tick_and_frame_decode_allocate_nothing(natmod_x64: Path, vectors: Path) -> None:
     out = run_check(natmod_x64, vectors, "heap")
     assert "heap-locked ticks 500, frames 100" in out
+
+
+def test_device_code_selects_the_natmod_and_reports_it(natmod_x64: Path, vectors: Path) -> None:
+    """fieldlink.runtime.native: uplink decoder and rules engine on the natmod, same results as the
+    Python code, heap-free ticks through the engine's VM, and `status` of gateway and node says native."""
+    out = run_check(natmod_x64, vectors, "select")
+    assert int(out.split("select ")[1].split()[0]) > 0

@@ -13,6 +13,7 @@ from fieldlink.link.core import (
     LinkError,
 )
 from fieldlink.gateway.ringbuf import CommandQueue
+from fieldlink.runtime import native
 from fieldlink.runtime.clock import asleep_ms, ticks_diff, ticks_ms
 from fieldlink.runtime.role import RoleBase
 from fieldlink.runtime.tasks import Log
@@ -360,7 +361,7 @@ class Gateway(RoleBase):
         return {"up": self.uptime_s(), "radio_peers": radio, "fw": VERSION, "boot": self.boot, "nodes": len(self.nodes),
                 "ring": st["ring"], "ring_cap": st["ring_cap"], "ring_dropped": st["ring_dropped"],
                 "cmdq": len(self.cq), "time": self.epoch_ms(), "gw": c, "uplink": st, "link": link,
-                "tasks": self.sup.stats()}
+                "tasks": self.sup.stats(), "impl": native.impl()}
 
     # ------------------------------------------------------------------ tasks
     def _report_expired(self):

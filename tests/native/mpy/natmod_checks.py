@@ -221,7 +221,75 @@ def check_heap(v):
     print("heap-locked ticks 500, frames", frames)
 
 
-CHECKS = {"codecs": check_codecs, "scanner": check_scanner, "rules": check_rules, "heap": check_heap}
+def check_select(v):
+    """fieldlink.runtime.native picks the natmod; the device code (uplink decoder, rules engine, status)
+    runs on it with the same results as on the Python code."""
+    from fieldlink.rules.engine import RuleEngine
+    from fieldlink.runtime import native
+
+    assert native.impl() == {"frame": "native", "rules": "native"}, native.impl()
+    mod = native.module()
+    for s in v["streams"]:
+        stream = H(s["data"])
+        d = native.FrameDecoder(s["max_frame"])
+        assert type(d).__name__ == "NativeFrameDecoder"
+        native.use(None)
+        p = native.FrameDecoder(s["max_frame"])
+        native.use(mod)
+        assert type(p).__name__ == "FrameDecoder"
+        for cut in (0, len(stream) // 3, len(stream)):
+            assert d.feed(stream[:cut]) + d.feed(stream[cut:]) == p.feed(stream[:cut]) + p.feed(stream[cut:])
+            assert d.stats() == p.stats() and d.buffered() == p.buffered()
+    for item in v["codec"]:
+        assert native.encode_frame(H(item["data"])) == H(item["frame"])
+    blob = H(v["programs"][0]["blob"])  # greenhouse
+    py_blob = H(v["programs"][0]["py_blob"])
+    e_nat = RuleEngine(path=None)
+    e_nat.load(blob, persist=False)
+    native.use(None)
+    e_py = RuleEngine(path=None)
+    e_py.load(py_blob, persist=False)
+    e_py.tick(0)
+    native.use(mod)
+    e_nat.tick(0)
+    assert type(e_nat.vm).__name__ == "NativeVM" and type(e_py.vm).__name__ == "VM"
+    acts = 0
+    for k in range(1, 600):
+        t = k * 2000
+        r = {"sht": {"temperature": 20 + (k % 97) / 8, "relative_humidity": 50 + k % 30}, "light": {"lux": k % 900}}
+        a = e_nat.tick(t, r, tod_ms=(t * 37) % 86400000)
+        assert a == e_py.tick(t, r, tod_ms=(t * 37) % 86400000), k
+        assert list(e_nat.vm.st) == list(e_py.vm.st), k
+        acts += len(a)
+    assert acts > 0
+    vm = e_nat.vm
+    micropython.heap_lock()
+    try:
+        for k in range(200):
+            vm.set_input(0, 21000 + k, 2000000 + k * 1000)
+            vm.run(2000000 + k * 1000, 3600000, 5000)
+    finally:
+        micropython.heap_unlock()
+    # gateway and node status name the implementation
+    from test_gateway import GwRig, res_of
+    from test_node import Rig
+    from test_node_support import run
+
+    async def gw():
+        r = GwRig()
+        msgs = await r.cmd(6, "status")
+        return res_of(msgs, 6)[0]["r"]["impl"]
+
+    async def node():
+        r = Rig()
+        return (await r.cmd("status"))["st"]["impl"]
+
+    want = {"frame": "native", "rules": "native"}
+    assert run(gw()) == want and run(node()) == want
+    print("select", acts)
+
+
+CHECKS = {"select": check_select, "codecs": check_codecs, "scanner": check_scanner, "rules": check_rules, "heap": check_heap}
 
 if __name__ == "__main__":
     with open(sys.argv[1]) as f:
