@@ -1,12 +1,13 @@
 # The one place that chooses between the native C core (the `flnative` module: a natmod .mpy in the
-# bundle or frozen into the firmware, docs/native.md) and the pure-Python code, per part:
-#   "frame"  serial frames: CRC16 + COBS encode, the streaming FrameDecoder (gateway uplink)
-#   "rules"  the rules VM (fieldlink.rules.native_vm.make_vm asks module() here; the verifier that
-#            builds the Program stays Python: it runs once per load)
+# bundle or frozen into the firmware, docs/native.md) and the pure-Python code. The parts ask module()
+# here when they create their objects:
+#   "frame"  serial frames: CRC16 + COBS encode, the streaming FrameDecoder (fieldlink.codec.native_frame,
+#            used by the gateway uplink)
+#   "rules"  the rules VM (fieldlink.rules.native_vm; the verifier that builds the Program stays Python:
+#            it runs once per load)
 # impl() says which one runs; gateway and node `status` report it. Both implementations give identical
 # results and use the same rules state array (tests/native/), so falling back never changes behaviour.
-# (No import of fieldlink.rules here: a gateway bundle carries no rules code.)
-from fieldlink.codec import serialframe as _pyframe
+# This module imports no part, so that each role's bundle carries only the parts it uses.
 
 try:
     import flnative as _flnative
@@ -16,6 +17,7 @@ except ImportError:
     _flnative = None
 
 _N = [_flnative]
+
 
 def module():
     """The native module in use, or None."""
@@ -31,82 +33,3 @@ def impl():
     """{"frame": "native"|"python", "rules": "native"|"python"}"""
     n = "native" if _N[0] is not None else "python"
     return {"frame": n, "rules": n}
-
-
-# ---------------------------------------------------------------------------------------- frames
-
-def encode_frame(payload):
-    N = _N[0]
-    if N is None:
-        return _pyframe.encode_frame(payload)
-    if isinstance(payload, str):
-        raise TypeError("frame payload must be bytes-like, not str")
-    n = len(payload) + 2
-    buf = bytearray(n + n // 254 + 2)
-    m = N.frame_encode_into(payload, buf)
-    return bytes(memoryview(buf)[:m])
-
-
-class NativeFrameDecoder:
-    """fieldlink.codec.serialframe.FrameDecoder on the C scanner: same feed(), counters and stats()."""
-
-    def __init__(self, max_frame=_pyframe.MAX_FRAME):
-        if not isinstance(max_frame, int) or max_frame < 1:
-            raise ValueError("max_frame must be a positive int")
-        N = _N[0]
-        self._n = N
-        self.max_frame = max_frame
-        self._mem = bytearray(N.scan_size(max_frame))
-        N.scan_init(self._mem, max_frame)
-        self._mv = memoryview(self._mem)
-        self._off = N.scan_get(self._mem, 10)
-
-    def feed(self, data):
-        N = self._n
-        mem = self._mem
-        out = []
-        pos = 0
-        while True:
-            pos = N.scan_feed(mem, data, pos)
-            if pos < 0:
-                return out
-            out.append(bytes(self._mv[self._off:self._off + N.scan_get(mem, 9)]))
-
-    def buffered(self):
-        return self._n.scan_get(self._mem, 2)
-
-    def capacity(self):
-        return self._n.scan_get(self._mem, 1)
-
-    def reset(self):
-        self._n.scan_reset(self._mem)
-
-    @property
-    def frames(self):
-        return self._n.scan_get(self._mem, 4)
-
-    @property
-    def crc_errors(self):
-        return self._n.scan_get(self._mem, 5)
-
-    @property
-    def framing_errors(self):
-        return self._n.scan_get(self._mem, 6)
-
-    @property
-    def oversize(self):
-        return self._n.scan_get(self._mem, 7)
-
-    @property
-    def bytes_in(self):
-        return self._n.scan_get(self._mem, 8)
-
-    def stats(self):
-        return {"frames": self.frames, "crc_errors": self.crc_errors, "framing_errors": self.framing_errors,
-                "oversize": self.oversize, "bytes_in": self.bytes_in}
-
-
-def FrameDecoder(max_frame=_pyframe.MAX_FRAME):
-    if _N[0] is None:
-        return _pyframe.FrameDecoder(max_frame)
-    return NativeFrameDecoder(max_frame)
