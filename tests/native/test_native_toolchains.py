@@ -73,14 +73,17 @@ def _libfuzzer(native_tmp: Path, target: str, seeds: list[bytes]) -> None:
     assert "Done" in res.stderr and "ERROR" not in res.stderr, res.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_libfuzzer_frame_scanner(native_tmp: Path) -> None:
     _libfuzzer(native_tmp, "frame", _frame_seeds())
 
 
+@pytest.mark.slow
 def test_libfuzzer_verifier_and_vm(native_tmp: Path) -> None:
     _libfuzzer(native_tmp, "rules", _rule_seeds())
 
 
+@pytest.mark.slow
 def test_bounded_random_driver_gcc_sanitizers(native_tmp: Path) -> None:
     """The same targets without libFuzzer: gcc + ASan/UBSan and the bounded mutation driver."""
     seeds = native_tmp / "driver-seeds"

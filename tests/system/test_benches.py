@@ -69,6 +69,7 @@ def test_boot_bench_heap_and_idle_uplink_allocation() -> None:
     assert rows["gateway"]["uplink_idle_alloc_per_s_before"] > 0, rows
 
 
+@pytest.mark.slow
 def test_native_bench_table_and_json() -> None:
     """bench/native.py builds the x64 natmod (a missing toolchain fails) and prints natmod, pure
     MicroPython and viper side by side; --json carries the speedups."""
