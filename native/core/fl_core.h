@@ -82,8 +82,8 @@ typedef struct {
 
 /* Scratch memory for the verifier (no large stack frames on small MCUs). */
 typedef struct {
-    int8_t depth[FL_MAX_CODE + 1];
-    uint8_t boundary[FL_MAX_CODE + 1];
+    int8_t depth[FL_MAX_CODE + 1];              /* stack depth recorded at each code offset, -1 none */
+    uint8_t boundary[(FL_MAX_CODE + 1 + 7) / 8]; /* bit per offset: an instruction starts there */
     uint8_t hyst_used[256];
 } fl_vwork;
 

@@ -121,7 +121,7 @@ static int check_segment(vctx *c, uint32_t start, uint32_t end, int actions_ok, 
     fl_verr *e = c->e;
     for (uint32_t i = start; i <= end; i++) {
         w->depth[i] = -1;
-        w->boundary[i] = 0;
+        w->boundary[i >> 3] &= (uint8_t)~(1u << (i & 7));
     }
     w->depth[start] = 0;
     int deepest = 0, outputs = 0, r;
@@ -130,7 +130,7 @@ static int check_segment(vctx *c, uint32_t start, uint32_t end, int actions_ok, 
         if (w->depth[pc] < 0) {
             return fail(e, FL_V_UNREACHABLE, (int32_t)pc, 0, 0, 0);
         }
-        w->boundary[pc] = 1;
+        w->boundary[pc >> 3] |= (uint8_t)(1u << (pc & 7));
         int d = w->depth[pc];
         uint8_t op = code[pc];
         if (!known(op)) {
@@ -283,7 +283,7 @@ static int check_segment(vctx *c, uint32_t start, uint32_t end, int actions_ok, 
         uint8_t op = code[pc];
         if (op >= 0x30 && op <= 0x32) {
             uint32_t target = u16(code, pc + 1);
-            if (target != end && !w->boundary[target]) {
+            if (target != end && !(w->boundary[target >> 3] & (1u << (target & 7)))) {
                 return fail(e, FL_V_MID_INSN, (int32_t)target, 0, 0, 0);
             }
         }
