@@ -1,5 +1,5 @@
 """ctypes binding of native/core for the CPython tests: the same calls as the device modules
-(fieldlink.codec.crc/cobs/serialframe, fieldlink.rules.verify/vm), backed by the C core built by build.py."""
+(fieldlink.codec.crc/cobs/serialframe, fieldlink.rules.verify/vm), backed by the C core built by native_build.py."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-import build  # noqa: E402
+import native_build as build  # noqa: E402
 from ccore import Core  # noqa: E402
 
 

@@ -8,7 +8,7 @@ import random
 import subprocess
 from pathlib import Path
 
-import build
+import native_build as build
 import pytest
 from fieldlink_host.build import mpy_header_arch
 
