@@ -29,7 +29,7 @@ from fieldlink_host.boards import Board, load_board
 from fieldlink_host.depgraph import build_graph, module_name
 from fieldlink_host.errors import FieldlinkError
 from fieldlink_host.fsio import load_json, read_bytes, user_errors
-from fieldlink_host.paths import DEVICE_PKG, SIM_DIR
+from fieldlink_host.paths import DEVICE_PKG, NATMOD_DIST, SIM_DIR
 
 MANIFEST = "manifest.json"
 FORMAT = "fieldlink-bundle/1"
@@ -356,7 +356,7 @@ def default_out(board: Board) -> Path:
 def build_bundle(board: Board | str, out: Path | str | None = None, *, app_dir: Path | str | None = None,
                  rules: Iterable[Path | str] = (), natmod_dir: Path | str | None = None,
                  device_pkg: Path | str | None = None, opt_level: int = 0, version: str | None = None,
-                 arch: str | None = None,
+                 arch: str | None = None, default_natmods: bool = True,
                  revision: str | None = None,
                  owner_keys: Iterable[Path | str] = (),
                  progress: Callable[[int, int, str], None] | None = None) -> Bundle:
@@ -367,7 +367,9 @@ def build_bundle(board: Board | str, out: Path | str | None = None, *, app_dir: 
 
     ``revision`` overrides the detected source git revision (``git rev-parse HEAD[+dirty]``).
     ``arch`` overrides the board's mpy architecture (e.g. ``x64`` to run native code on the virtual
-    board); ``progress(done, total, name)`` is called once per file.
+    board); ``progress(done, total, name)`` is called once per file. Without ``natmod_dir`` the natmods
+    built in the source tree (``native/natmod/dist/ARCH/*.mpy``) for the board's arch are bundled, unless
+    ``default_natmods`` is False.
     """
     b = load_board(board) if isinstance(board, str) else board
     if b.runtime != "micropython":
@@ -383,6 +385,8 @@ def build_bundle(board: Board | str, out: Path | str | None = None, *, app_dir: 
     pkg = Path(device_pkg) if device_pkg is not None else DEVICE_PKG
     app = Path(app_dir) if app_dir is not None else None
     natmods = Path(natmod_dir) if natmod_dir is not None else None
+    if natmods is None and default_natmods and (NATMOD_DIST / b.arch).is_dir():
+        natmods = NATMOD_DIST
     rule_paths = [Path(r) for r in rules]
     out_dir = Path(out) if out is not None else default_out(b)
     check_output_dir(out_dir)  # refuse before doing any work

@@ -16,6 +16,9 @@ DEVICE_ROOT = Path(fieldlink.__file__).resolve().parent.parent
 DEVICE_PKG = Path(fieldlink.__file__).resolve().parent
 #: directory holding the virtual board modules (machine, esp32, espnow, network, ...)
 SIM_DIR = Path(fieldlink_sim.__file__).resolve().parent
+#: where ``make -C native/natmod ARCH=...`` leaves its modules in a source checkout (``ARCH/flnative.mpy``);
+#: ``fieldlink build`` bundles the one built for the board's arch (docs/native.md)
+NATMOD_DIST = DEVICE_ROOT.parent / "native" / "natmod" / "dist"
 #: board definition files
 BOARDS_DIR = Path(os.environ.get("FIELDLINK_BOARDS", Path(__file__).resolve().parent / "boards"))
 

@@ -221,6 +221,7 @@ def test_gateway_answers_ping_status_peers_pairing_and_time_sync():
         msgs = await r.cmd(6, "status")
         st = res_of(msgs, 6)[0]["r"]
         assert st["nodes"] == 1 and st["gw"]["tel_rx"] == 1 and st["ring_cap"] == 32 and st["time"] >= 1700000000000
+        assert st["impl"] == {"frame": "python", "rules": "python"}  # no flnative module on this path
         msgs = await r.cmd(7, "warp_drive")
         assert res_of(msgs, 7)[0]["err"] == "unknown_op" and r.gw.counters["unknown_op"] == 1
         r.ser.host_send({"t": "cmd", "id": "x", "op": "ping"})

@@ -166,6 +166,7 @@ def test_node_other_commands_ack_with_results():
         st = await r.cmd("self_test")
         assert st["ok"] and st["sensors"] == {"syn2": True} and st["relays"] == 2
         assert (await r.cmd("status"))["st"]["boot"] == r.state.boot
+        assert (await r.cmd("status"))["st"]["impl"] == {"frame": "python", "rules": "python"}
         assert (await r.cmd("reboot", ms=100))["in_ms"] == 100
         await r.node.tick()
         assert r.reboots == []

@@ -94,3 +94,23 @@ def test_fleet_bench_delivers_everything_stored() -> None:
     assert r["nodes_reporting"] == r["nodes"] == 100, r
     assert r["stored"] > 0 and r["delivered"] == r["stored"] and r["lost"] == 0, r
     assert 0 < r["latency_ms_p50"] <= r["latency_ms_p99"], r
+
+
+@pytest.mark.slow
+def test_native_bench_table_and_json() -> None:
+    """bench/native.py builds the x64 natmod (a missing toolchain fails) and prints natmod, pure
+    MicroPython and viper side by side; --json carries the speedups."""
+    import json
+
+    out = run_bench("bench/native.py", "--quick")
+    rows = [ln for ln in out.splitlines() if ln.startswith(("framing", "VM tick"))]
+    assert len(rows) == 6, out
+    for row in rows[:3]:
+        rates = re.findall(r"([\d.]+) MB/s", row)
+        assert len(rates) == 3 and all(float(r) > 0 for r in rates), row
+    for row in rows[3:]:
+        rates = re.findall(r"(\d+) t/s", row)
+        assert len(rates) == 2 and all(int(r) > 0 for r in rates), row
+    data = json.loads(run_bench("bench/native.py", "--quick", "--json"))
+    for key in ("framing_speedup", "vm_speedup_20", "vm_speedup_1", "vm_speedup_100", "framing_speedup_256"):
+        assert data[key] > 0, key

@@ -13,6 +13,7 @@ from fieldlink.link.core import (
     T_TIME_SYNC, LinkError,
 )
 from fieldlink.gateway.ringbuf import CommandQueue
+from fieldlink.runtime import native
 from fieldlink.runtime.clock import asleep_ms, ticks_diff, ticks_ms
 from fieldlink.runtime.role import RoleBase
 from fieldlink.runtime.tasks import Log
@@ -406,7 +407,7 @@ class Gateway(RoleBase):
         return {"up": self.uptime_s(), "radio_peers": radio, "fw": VERSION, "boot": self.boot, "nodes": len(self.nodes),
                 "ring": st["ring"], "ring_cap": st["ring_cap"], "ring_dropped": st["ring_dropped"],
                 "cmdq": len(self.cq), "time": self.epoch_ms(), "gw": c, "uplink": st, "link": link,
-                "tasks": self.sup.stats(), "ota": dict(self.ota_box.counters) if self.ota_box is not None else None}
+                "tasks": self.sup.stats(), "impl": native.impl(), "ota": dict(self.ota_box.counters) if self.ota_box is not None else None}
 
     # ------------------------------------------------------------------ tasks
     def _report_expired(self):

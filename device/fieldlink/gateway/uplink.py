@@ -28,7 +28,7 @@ except ImportError:  # pragma: no cover
 
 from fieldlink.codec import mpack
 from fieldlink.errors import DecodeError
-from fieldlink.codec.serialframe import FrameDecoder, encode_frame
+from fieldlink.codec.native_frame import FrameDecoder, encode_frame  # native C core when present
 from fieldlink.gateway.ringbuf import RingBuffer
 from fieldlink.runtime.clock import asleep_ms, ticks_diff, ticks_ms
 

@@ -18,6 +18,7 @@ from fieldlink import VERSION
 from fieldlink.node import commands
 from fieldlink.link.core import T_COMMAND, T_TIME_SYNC, LinkError
 from fieldlink.node.report import MAX_PENDING, Reporter  # noqa: F401  (MAX_PENDING re-exported)
+from fieldlink.runtime import native
 from fieldlink.runtime.clock import asleep_ms, ticks_add, ticks_diff, ticks_ms
 from fieldlink.runtime.role import RoleBase
 from fieldlink.runtime.tasks import Log, exc_text
@@ -208,7 +209,8 @@ class Node(RoleBase):
     def status(self):
         r = {"up": self.uptime_s(), "boot": self.state.boot, "fw": VERSION, "c": dict(self.counters),
              "relays": self.relay_state(), "feat": dict(self.features), "pending": len(self.pending),
-             "crashes": self.sup.crashes, "time": self.epoch_ms()}
+             "crashes": self.sup.crashes, "time": self.epoch_ms(),
+             "impl": native.impl()}
         ota = getattr(self, "ota", None)  # fieldlink.ota.hook.OtaHook, set by fieldlink.main
         if ota is not None:
             try:

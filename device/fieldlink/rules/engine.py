@@ -10,7 +10,7 @@ import os
 
 from fieldlink.rules import opcodes as O
 from fieldlink.rules.verify import VerifyError, verify
-from fieldlink.rules.vm import VM
+from fieldlink.rules.native_vm import make_vm
 
 DEFAULT_PATH = "/rules.bin"
 _OPS = ("", "on", "off")
@@ -84,7 +84,7 @@ class RuleEngine:
             os.remove(self.path)
 
     def _install(self, prog):
-        vm = VM(prog)
+        vm = make_vm(prog)  # the native C VM when present (same state layout and results)
         slots = {}
         sensors = {}
         for i in range(len(prog.input_names)):

@@ -22,6 +22,9 @@ Only the modules the board's role imports are bundled: the import graph of field
 fieldlink.ROLE.start and the app's modules, read from the source (docs/deploy.md "Per-role bundles").
 YAML rules (NAME.yaml, NAME.rules.yaml) are compiled for the board into rules/NAME.bin; .bin programs
 are verified and copied; the node runs the first rules/*.bin by name.
+Native modules: ARCH/*.mpy from --natmods, else native/natmod/dist/ARCH/ of a source checkout when
+`make -C native/natmod ARCH=rv32imc` (or xtensawin) built one; the device then runs framing and the
+rules VM in C (docs/native.md). --no-natmods leaves them out.
 Building twice from the same sources gives byte-identical output.
 
 CircuitPython boards (runtime = "circuitpython" in the board file; docs/circuitpython.md):
@@ -69,7 +72,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         bundle = build_bundle(args.board, args.out, app_dir=args.app, rules=args.rules or (),
                               natmod_dir=args.natmods, opt_level=args.opt, version=args.version, arch=args.arch,
-                              owner_keys=args.owner_key or (), progress=progress)
+                              owner_keys=args.owner_key or (), default_natmods=not args.no_natmods,
+                              progress=progress)
     finally:
         if bar is not None:
             bar.close()
@@ -91,7 +95,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--rules", type=Path, action="append", metavar="FILE",
                    help="rules to include (repeatable): YAML is compiled for the board into rules/NAME.bin, "
                         "a compiled .bin is verified and copied")
-    p.add_argument("--natmods", type=Path, help="directory with ARCH/*.mpy native modules (default: none)")
+    p.add_argument("--natmods", type=Path,
+                   help="directory with ARCH/*.mpy native modules (default: native/natmod/dist of a source "
+                        "checkout, where `make -C native/natmod ARCH=...` puts them, if built for the board)")
+    p.add_argument("--no-natmods", action="store_true", help="bundle no native module")
     p.add_argument("-O", "--opt", type=int, default=0, choices=range(4), metavar="N",
                    help="mpy-cross optimisation level 0..3 (default 0)")
     p.add_argument("--arch", help="override the board's mpy arch (e.g. x64 for native code on the virtual board)")
