@@ -104,9 +104,11 @@ def light_sleep_until_alarms(*alarms):
     if not timed:
         raise NotImplementedError("the virtual board wakes from light sleep on time alarms only")
     first = min(timed, key=lambda a: a.monotonic_time)
+    # wake at or after the alarm time, never before it (a rounded sleep_ms can end a little early)
     left = first.monotonic_time - _monotonic()
-    if left > 0:
-        _sleep_ms(int(left * 1000 + 0.5))
+    while left > 0:
+        _sleep_ms(int(left * 1000) + 1)
+        left = first.monotonic_time - _monotonic()
     return first
 
 
