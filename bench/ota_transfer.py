@@ -74,12 +74,12 @@ def air_board():
     import network
     from _bench import now, secs
     from fieldlink.link import frame as lf
-    from fieldlink.link.core import sleep_ms
     from fieldlink.link.gateway_link import GatewayLink
     from fieldlink.link.node_link import NodeLink
     from fieldlink.link.peers import SEC_AUTH
     from fieldlink.ota.mailbox import Mailbox
     from fieldlink.ota.transfer import Receiver
+    from fieldlink.runtime.clock import asleep_ms
     try:
         import asyncio
     except ImportError:  # pragma: no cover
@@ -129,7 +129,7 @@ def air_board():
                 link.send_unseq(mac, lf.T_OTA_CHUNK, m)
             if e.sender is not None and e.sender.state == 6:     # stalled: the bench keeps going
                 box.heard(peer, link.clock())
-            await sleep_ms(0 if out else 1)
+            await asleep_ms(0 if out else 1)
         dt = secs(t0, now())
         c = e.sender.counters
         print("result " + json.dumps({"state": e.state, "secs": dt, "bytes": e.sender.size,

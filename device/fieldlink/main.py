@@ -150,7 +150,7 @@ def _reset():
     raise SystemExit(1)  # no machine module: end the process so the supervisor restarts it
 
 
-def ota_hook(cfg, store):
+def ota_hook(cfg, store, app=None):
     """fieldlink.ota's boot side (None in a bundle without it): trust the bundle's owner key on first
     boot, report rollbacks, detect a trial, finish a switch a power cut interrupted (-> reset)."""
     try:
@@ -158,7 +158,7 @@ def ota_hook(cfg, store):
     except ImportError:
         return None
     try:
-        hook = OtaHook(store, slot_dir(), cfg.get("name"))
+        hook = OtaHook(store, slot_dir(), cfg.get("name"), app=app)
         r = hook.boot()
     except Exception as e:
         say("ota: boot check failed: %s" % exc_text(e))
@@ -207,7 +207,7 @@ def run(config_path=None, role=None, uplink=None, store=None, retry_s=5, max_att
         r = role or cfg["role"]
         say("board %s (%s) from %s, store %s: starting the %s role" % (cfg["name"], cfg["role"], path, store, r))
         if ota is False:
-            ota = ota_hook(cfg, store)
+            ota = ota_hook(cfg, store, app)
         try:
             obj = role_start(r)(cfg, store, relays, wdt, app, uplink)
             if ota is not None:

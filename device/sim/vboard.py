@@ -92,8 +92,34 @@ def boot(b, d, main=None):
             files["board.json"] = data
             b.state["provisioned"] = simboard._fnv(data)
             b.save_state()
+    # the owner public keys a board built with `--owner-key` carries (docs/ota.md "Trust store"): written
+    # once, like a first deploy; the device trusts them on its first boot and never from here again
+    host_keys = d + "/owner_keys.json"
+    if simfs.hexists(host_keys) and not b.state.get("owner_keys"):
+        with simfs.hopen(host_keys, "rb") as f:
+            files["owner_keys.json"] = f.read()
+        b.state["owner_keys"] = True
+        b.save_state()
+    if not simboard.IS_MPY:
+        return _boot_cpython(d, files)
     return simboot.boot(b, code=_code_dirs(d), uplink=simboard.simfs.getenv("FIELDLINK_UPLINK"),
                         main=main, files=files)
+
+
+def _boot_cpython(d, files):
+    """CPython runs a board only for the benches' side-by-side rows: it cannot mount LittleFS, so the
+    board's files live in the host directory BOARD_DIR/cpython-fs, which becomes the working directory
+    (device code uses relative paths on the unix port). Not a sandbox (docs/virtual-board.md)."""
+    import os
+    fs = d + "/cpython-fs"
+    os.makedirs(fs, exist_ok=True)
+    os.chdir(fs)
+    for name, data in files.items():
+        with open(name, "wb") as f:
+            f.write(data)
+    if "" not in sys.path:
+        sys.path.insert(0, "")
+    return None
 
 
 def _run_file(name, g):

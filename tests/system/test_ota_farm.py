@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fieldlink.ota.state import State
+from fieldlink_host.build import owner_keys_document
 from fieldlink_host.commands.ota_push import push
 from fieldlink_host.farm import Farm, mac_hex, node_mac
-from fieldlink_host.keys import load_public_key, new_keypair, public_raw
+from fieldlink_host.keys import new_keypair
 from fieldlink_host.ota.package import make_package
 from fieldlink_host.ota.rollout import RolloutState, format_table
 from fieldlink_host.rules.compiler import compile_file
@@ -25,17 +25,16 @@ pytestmark = pytest.mark.slow
 
 def test_five_nodes_updated_over_esp_now_one_power_cycled(tmp_path: Path) -> None:
     kp = new_keypair(tmp_path / "keys")
-    pub = public_raw(load_public_key(kp.public))
     prog = compile_file(ROOT / "tests" / "fixtures" / "rules" / "greenhouse.rules.yaml", "sim-node").program
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "gh.bin").write_bytes(prog)
     pkg = make_package(tmp_path / "pkg" / "gh.bin", kp.private, kind="rules", board="sim-node", version="gh-2",
                        counter=7)
     work = tmp_path / "farm"
+    doc = owner_keys_document([kp.public])
     for i in range(1, 6):       # the owner key each node trusts (installed at build/deploy time)
-        st = State(str(work / f"node{i}" / "fl"))
-        st.install_keys([pub])
-        st.save()
+        (work / f"node{i}").mkdir(parents=True)
+        (work / f"node{i}" / "owner_keys.json").write_bytes(doc)
     victim = mac_hex(node_mac(1))
     # small chunks and windows so a ~1 KB update takes several windows (a power cut lands mid-transfer)
     with Farm(nodes=5, workdir=work, seed=13, gateway_options={"ota_chunk": 24, "ota_window": 4},

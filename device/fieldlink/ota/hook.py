@@ -29,9 +29,10 @@ def root_of(slot):
 
 
 class OtaHook:
-    def __init__(self, store, slot, board, timeout_ms=TRIAL_TIMEOUT_MS, settle_ms=SETTLE_MS):
+    def __init__(self, store, slot, board, timeout_ms=TRIAL_TIMEOUT_MS, settle_ms=SETTLE_MS, app=None):
         self.store = store
         self.slot = slot
+        self.app = app  # the app directory when no slot runs (a board run from source or copied by hand)
         self.root = root_of(slot)
         self.board = board
         self.timeout_ms = timeout_ms
@@ -40,8 +41,9 @@ class OtaHook:
         self.reported = None
 
     def boot(self):
-        if self.slot:
-            kids = state.bootstrap(self.store, self.slot)
+        keys_from = self.slot or (None if self.app is None else (self.app or "."))
+        if keys_from:
+            kids = state.bootstrap(self.store, keys_from)
             if kids:
                 say("ota: trusting owner key(s) %s from the bundle" % ", ".join(kids))
         if self.root is None:

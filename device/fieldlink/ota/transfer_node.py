@@ -195,7 +195,11 @@ class NodeOtaLink:
         rules = getattr(self.node, "rules", None)
         kw = {}
         if rules is not None and hasattr(rules, "load"):
-            kw["on_rules"] = rules.load     # a signed rules update runs at once (no reboot)
+            # a signed rules update is verified, stored by the updater (with its signature envelope) and
+            # runs at once (no reboot); a node without a rules engine takes no rules updates
+            from fieldlink.rules.verify import verify
+            kw["verify_rules"] = verify
+            kw["on_rules"] = lambda prog: rules.load(prog, persist=False)
         self.rx = NodeOta(self.dir, hook.updater(**kw), battery=self.battery if self.batt else None,
                           idle_ms=self.idle_ms)
         self.rx.rx.credit = self.credit
