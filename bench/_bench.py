@@ -41,3 +41,29 @@ def run_micropython(script, args=(), extra_path=(), heap="16M", timeout=600):
     env["MICROPYPATH"] = os.pathsep.join(list(extra_path) + [os.path.join(root, "device"), ".frozen"])
     cmd = [exe, "-X", "heapsize=" + heap, str(script)] + list(args)
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def air_board(tmp, name, runtime, entry, mac, hub, env):
+    """A virtual board (CPython side) on the UDP air hub `hub` running `entry` (MODULE:FUNC from bench/),
+    under `runtime` "micropython" or "cpython" (the same vboard.py: the sim modules import on both).
+    `mac` is 12 hex digits; `env` is passed to the board (the bench's BENCH_* settings)."""
+    import os
+    from pathlib import Path
+
+    from fieldlink_host.virtual import VirtualBoard
+
+    root = Path(__file__).resolve().parent.parent
+    env = dict(env)
+    cls = VirtualBoard
+    if runtime == "cpython":
+        class CPythonBoard(VirtualBoard):
+            def command(self):
+                cmd = super().command()     # [micropython, -X, heapsize=8M, vboard.py, args...]
+                return [sys.executable, "-u"] + cmd[3:]
+
+        cls = CPythonBoard
+        env["PYTHONPATH"] = os.pathsep.join([str(root / "bench"), str(root / "device" / "sim"),
+                                             str(root / "device")])
+    m = ":".join(mac[i:i + 2] for i in range(0, 12, 2))
+    return cls(Path(tmp) / name, mac=m, air=hub, entry=entry, env=env, extra_path=[root / "bench"],
+               chips=False, auto_restart=False)

@@ -162,33 +162,18 @@ def air_board():
 def air_scenario(runtime, secs, loss=0.2, size=0):
     """Gateway + node boards on the UDP air hub; returns msgs/s (ACKed at the node) and retry share."""
     import json
-    import os
     import re
     import tempfile
-    from pathlib import Path
 
-    from fieldlink_host.virtual import VirtualBoard, start_air
+    from _bench import air_board
+    from fieldlink_host.virtual import start_air
 
-    root = Path(__file__).resolve().parent.parent
     gw_mac, node_mac = "02000000f000", "020000000001"
-
-    class CPythonBoard(VirtualBoard):
-        # the same vboard.py under CPython: the sim modules import on both runtimes
-        def command(self):
-            cmd = super().command()     # [micropython, -X, heapsize=8M, vboard.py, args...]
-            return [sys.executable, "-u"] + cmd[3:]
 
     def board(tmp, name, role, mac, peer, extra):
         env = {"BENCH_ROLE": role, "BENCH_MAC": mac, "BENCH_PEER": peer, "BENCH_SECS": str(secs),
                "BENCH_SIZE": str(size)}
-        cls = VirtualBoard
-        if runtime == "cpython":
-            cls = CPythonBoard
-            env["PYTHONPATH"] = os.pathsep.join([str(root / "bench"), str(root / "device" / "sim"),
-                                                 str(root / "device")])
-        m = ":".join(mac[i:i + 2] for i in range(0, 12, 2))
-        return cls(Path(tmp) / name, mac=m, air=extra, entry="link:air_board", env=env,
-                   extra_path=[root / "bench"], chips=False, auto_restart=False)
+        return air_board(tmp, name, runtime, "link:air_board", mac, extra, env)
 
     hub = start_air(seed=7, loss=loss)
     with tempfile.TemporaryDirectory() as tmp:

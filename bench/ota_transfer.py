@@ -141,30 +141,16 @@ def air_board():
 
 def air_row(runtime, loss, size):
     import json
-    import os
     import tempfile
-    from pathlib import Path
 
-    from fieldlink_host.virtual import VirtualBoard, start_air
+    from _bench import air_board
+    from fieldlink_host.virtual import start_air
 
-    root = Path(__file__).resolve().parent.parent
     gw_mac, node_mac = "02000000f000", "020000000001"
-
-    class CPythonBoard(VirtualBoard):
-        def command(self):
-            cmd = super().command()
-            return [sys.executable, "-u"] + cmd[3:]
 
     def board(tmp, name, role, mac, peer, hub):
         env = {"BENCH_ROLE": role, "BENCH_MAC": mac, "BENCH_PEER": peer, "BENCH_SIZE": str(size)}
-        cls = VirtualBoard
-        if runtime == "cpython":
-            cls = CPythonBoard
-            env["PYTHONPATH"] = os.pathsep.join([str(root / "bench"), str(root / "device" / "sim"),
-                                                 str(root / "device")])
-        m = ":".join(mac[i:i + 2] for i in range(0, 12, 2))
-        return cls(Path(tmp) / name, mac=m, air=hub, entry="ota_transfer:air_board", env=env,
-                   extra_path=[root / "bench"], chips=False, auto_restart=False)
+        return air_board(tmp, name, runtime, "ota_transfer:air_board", mac, hub, env)
 
     hub = start_air(seed=11, loss=loss)
     with tempfile.TemporaryDirectory() as tmp:
