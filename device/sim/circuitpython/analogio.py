@@ -10,32 +10,13 @@ _FULL_SCALE_V = 3.1
 _REFERENCE_V = 3.3
 
 
-class AnalogIn:
+class AnalogIn(microcontroller._Peripheral):
     def __init__(self, pin):
         allowed = _ADC_PINS.get(simboard.board().chip)
         if allowed is not None and pin.number not in allowed:
             raise ValueError("Invalid pin")
-        microcontroller.claim(pin, self)
+        self._claim(pin)
         self._pin = pin
-        self._deinited = False
-
-    def deinit(self):
-        if not self._deinited:
-            microcontroller.release(self._pin, self)
-            self._deinited = True
-
-    def deinited(self):
-        return self._deinited
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.deinit()
-
-    def _check(self):
-        if self._deinited:
-            raise ValueError("Object has been deinitialized and can no longer be used. Create a new object.")
 
     @property
     def value(self):

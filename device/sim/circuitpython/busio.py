@@ -16,7 +16,6 @@ import simboard
 from simboard import sleep_ms as _sleep_ms, ticks_diff as _ticks_diff, ticks_ms as _ticks_ms
 
 _MAXSIZE = sys.maxsize
-_DEINIT = "Object has been deinitialized and can no longer be used. Create a new object."
 
 
 def _controllers(kind):
@@ -52,7 +51,7 @@ class _Bus(machine_bus._I2CBase):
         self._key = key
 
 
-class I2C:
+class I2C(microcontroller._Peripheral):
     def __init__(self, scl, sda, *, frequency=100000, timeout=255):
         if not isinstance(frequency, int) or frequency <= 0:
             raise ValueError("frequency must be > 0")
@@ -64,12 +63,7 @@ class I2C:
                 break
         if num is None:
             raise ValueError("All I2C peripherals are in use")
-        microcontroller.claim(scl, self)
-        try:
-            microcontroller.claim(sda, self)
-        except ValueError:
-            microcontroller.release(scl, self)
-            raise
+        self._claim(scl, sda)
         used[num] = self
         self._num = num
         self._bus = _Bus(num)
@@ -78,28 +72,12 @@ class I2C:
         self.frequency = frequency
         self.timeout = timeout
         self._locked = False
-        self._deinited = False
 
-    def deinit(self):
-        if self._deinited:
-            return
-        microcontroller.release(self.scl, self)
-        microcontroller.release(self.sda, self)
+    def _free(self):
         _in_use("i2c").pop(self._num, None)
-        self._deinited = True
-
-    def deinited(self):
-        return self._deinited
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.deinit()
 
     def _check(self, lock=True):
-        if self._deinited:
-            raise ValueError(_DEINIT)
+        microcontroller._Peripheral._check(self)
         if lock and not self._locked:
             raise RuntimeError("Function requires lock")
 
@@ -154,7 +132,7 @@ class I2C:
         in_buffer[is_:ie] = self._bus._read(address, ie - is_)
 
 
-class SPI:
+class SPI(microcontroller._Peripheral):
     """busio.SPI with nothing attached (the virtual board has no SPI chips yet): locking and configure()
     behave as on CircuitPython, reads see a floating MISO (0xFF)."""
 
@@ -167,40 +145,17 @@ class SPI:
                 break
         if num is None:
             raise ValueError("All SPI peripherals are in use")
-        pins = [p for p in (clock, MOSI, MISO) if p is not None]
-        for i, p in enumerate(pins):
-            try:
-                microcontroller.claim(p, self)
-            except ValueError:
-                for q in pins[:i]:
-                    microcontroller.release(q, self)
-                raise
+        self._claim(clock, MOSI, MISO)
         used[num] = self
         self._num = num
-        self._pins = pins
         self._locked = False
-        self._deinited = False
         self.frequency = 250000
 
-    def deinit(self):
-        if not self._deinited:
-            for p in self._pins:
-                microcontroller.release(p, self)
-            _in_use("spi").pop(self._num, None)
-            self._deinited = True
-
-    def deinited(self):
-        return self._deinited
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.deinit()
+    def _free(self):
+        _in_use("spi").pop(self._num, None)
 
     def _check(self):
-        if self._deinited:
-            raise ValueError(_DEINIT)
+        microcontroller._Peripheral._check(self)
         if not self._locked:
             raise RuntimeError("Function requires lock")
 
@@ -245,7 +200,7 @@ class _Parity:
         return "busio.UART.Parity." + self._name
 
 
-class UART:
+class UART(microcontroller._Peripheral):
     """busio.UART(tx, rx, *, baudrate=9600, bits=8, parity=None, stop=1, timeout=1,
     receiver_buffer_size=64): read() waits up to `timeout` seconds for the first byte, then returns what
     arrived (None if nothing did), as CircuitPython does."""
@@ -272,45 +227,16 @@ class UART:
                 break
         if num is None:
             raise ValueError("All UART peripherals are in use")
-        claimed = []
-        try:
-            for p in (tx, rx, rts, cts, rs485_dir):
-                if p is not None:
-                    microcontroller.claim(p, self)
-                    claimed.append(p)
-        except ValueError:
-            for p in claimed:
-                microcontroller.release(p, self)
-            raise
+        self._claim(tx, rx, rts, cts, rs485_dir)
         used[num] = self
         self._num = num
-        self._pins = claimed
         # the machine_bus UART does the byte queueing / device answers for controller `num`
         self._u = _MbUART(num, baudrate, max(128, receiver_buffer_size))
         self.baudrate = baudrate
         self.timeout = float(timeout)
-        self._deinited = False
 
-    def deinit(self):
-        if self._deinited:
-            return
-        for p in self._pins:
-            microcontroller.release(p, self)
+    def _free(self):
         _in_use("uart").pop(self._num, None)
-        self._deinited = True
-
-    def deinited(self):
-        return self._deinited
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.deinit()
-
-    def _check(self):
-        if self._deinited:
-            raise ValueError(_DEINIT)
 
     @property
     def in_waiting(self):

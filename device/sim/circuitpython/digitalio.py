@@ -39,38 +39,23 @@ _enum(Pull, ("UP", "DOWN"))
 _enum(DriveMode, ("PUSH_PULL", "OPEN_DRAIN"))
 
 
-class DigitalInOut:
+class DigitalInOut(microcontroller._Peripheral):
     def __init__(self, pin):
-        microcontroller.claim(pin, self)
+        self._claim(pin)
         self._pin = pin
         self._n = pin.number
-        self._deinited = False
         st = simboard.board().pin(self._n)
         st.mode = _IN
         st.pull = None
 
     def _st(self):
-        if self._deinited:
-            raise ValueError("Object has been deinitialized and can no longer be used. Create a new object.")
+        self._check()
         return simboard.board().pin(self._n)
 
-    def deinit(self):
-        if self._deinited:
-            return
+    def _free(self):
         st = simboard.board().pin(self._n)
         st.mode = _IN  # common_hal_reset_pin: input, no pull
         st.pull = None
-        microcontroller.release(self._pin, self)
-        self._deinited = True
-
-    def deinited(self):
-        return self._deinited
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.deinit()
 
     def _set_level(self, v):
         b = simboard.board()

@@ -74,6 +74,52 @@ def release(p, owner):
         del c[p._number]
 
 
+_DEINIT_MSG = "Object has been deinitialized and can no longer be used. Create a new object."
+
+
+class _Peripheral:
+    """What every pin-owning CircuitPython object shares: it claims its pins all or none, deinit() frees
+    them once (then _free() for the rest of the subclass's resources), a deinited object raises
+    ValueError, and `with` deinits on exit."""
+
+    _deinited = False
+    _pins = ()
+
+    def _claim(self, *pins):
+        pins = [p for p in pins if p is not None]
+        for i, p in enumerate(pins):
+            try:
+                claim(p, self)
+            except ValueError:
+                for q in pins[:i]:
+                    release(q, self)
+                raise
+        self._pins = pins
+
+    def _free(self):
+        pass
+
+    def deinit(self):
+        if not self._deinited:
+            for p in self._pins:
+                release(p, self)
+            self._free()
+            self._deinited = True
+
+    def deinited(self):
+        return self._deinited
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.deinit()
+
+    def _check(self):
+        if self._deinited:
+            raise ValueError(_DEINIT_MSG)
+
+
 def _pin_name(p):
     try:
         import board
