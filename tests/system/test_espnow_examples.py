@@ -5,7 +5,7 @@ what they print is what the port's documentation says they print on hardware."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,23 +24,39 @@ def air() -> Iterator[AirHub]:
     hub.stop()
 
 
-def _board(tmp: Path, name: str, mac: str, air: AirHub, program: str) -> VirtualBoard:
-    d = tmp / name
-    BoardFlash(d).write({"main.py": (EXAMPLES / program).read_bytes()})  # flashed, like mpremote cp main.py
-    return VirtualBoard(d, mac=mac, air=air, chips=False)
+Flash = Callable[[str, str, str], VirtualBoard]
 
 
-def test_docs_sender_and_receiver(tmp_path: Path, air: AirHub) -> None:
-    rx = _board(tmp_path, "rx", B, air, "receiver.py").start()
-    tx = _board(tmp_path, "tx", A, air, "sender.py")
-    try:
-        rx.wait_for("^listening$", timeout=30)
-        tx.start()
-        tx.wait_for("^sent ", timeout=60)
-        rx.wait_for(re.escape(f"{A_REPR} b'end'"), timeout=60)
-    finally:
-        tx.stop()
-        rx.stop()
+@pytest.fixture
+def flash(tmp_path: Path, air: AirHub) -> Iterator[Flash]:
+    """flash(name, mac, program): a board with the example as its /main.py (flashed, like `mpremote cp
+    main.py`), not started; every board made here is stopped at teardown."""
+    made: list[VirtualBoard] = []
+
+    def make(name: str, mac: str, program: str) -> VirtualBoard:
+        d = tmp_path / name
+        BoardFlash(d).write({"main.py": (EXAMPLES / program).read_bytes()})
+        made.append(VirtualBoard(d, mac=mac, air=air, chips=False))
+        return made[-1]
+
+    yield make
+    stop(*made)
+
+
+def stop(*boards: VirtualBoard) -> None:
+    """Stop the boards; their output is complete only after this (the reader drains to EOF)."""
+    for b in boards:
+        b.stop()
+
+
+def test_docs_sender_and_receiver(flash: Flash) -> None:
+    rx = flash("rx", B, "receiver.py").start()
+    tx = flash("tx", A, "sender.py")
+    rx.wait_for("^listening$", timeout=30)
+    tx.start()
+    tx.wait_for("^sent ", timeout=60)
+    rx.wait_for(re.escape(f"{A_REPR} b'end'"), timeout=60)
+    stop(tx, rx)
     got = [ln for ln in rx.lines if ln.startswith(A_REPR)]
     assert got == [f"{A_REPR} b'Starting...'"] + [f"{A_REPR} {(str(i) * 20).encode()!r}" for i in range(100)] + \
         [f"{A_REPR} b'end'"]
@@ -48,17 +64,14 @@ def test_docs_sender_and_receiver(tmp_path: Path, air: AirHub) -> None:
     assert "sent (102, 102, 0, 0, 0)" in tx.lines
 
 
-def test_irq_callback_runs_while_busy_sleeping_and_in_asyncio(tmp_path: Path, air: AirHub) -> None:
-    rx = _board(tmp_path, "rx", B, air, "irq_receiver.py")
-    tx = _board(tmp_path, "tx", A, air, "irq_sender.py").start()
-    try:
-        tx.wait_for("^waiting$", timeout=30)
-        rx.start()
-        rx.wait_for("^asyncio:", timeout=120)
-        tx.wait_for("^done$", timeout=30)
-    finally:
-        tx.stop()
-        rx.stop()
+def test_irq_callback_runs_while_busy_sleeping_and_in_asyncio(flash: Flash) -> None:
+    rx = flash("rx", B, "irq_receiver.py")
+    tx = flash("tx", A, "irq_sender.py").start()
+    tx.wait_for("^waiting$", timeout=30)
+    rx.start()
+    rx.wait_for("^asyncio:", timeout=120)
+    tx.wait_for("^done$", timeout=30)
+    stop(tx, rx)
     # the docs' callback prints print(mac, msg) from irecv(): the peers_table key and a bytearray
     shown = [ln for ln in rx.lines if ln.startswith(A_REPR)]
     assert shown == [f"{A_REPR} bytearray(b'msg {i}')" for i in range(9)]
@@ -69,31 +82,25 @@ def test_irq_callback_runs_while_busy_sleeping_and_in_asyncio(tmp_path: Path, ai
         ["peer says b'ready'", "peer says b'next'", "peer says b'next'"]
 
 
-def test_asyncio_echo_server_and_client(tmp_path: Path, air: AirHub) -> None:
-    srv = _board(tmp_path, "srv", B, air, "echo_server.py").start()
-    cli = _board(tmp_path, "cli", A, air, "echo_client.py")
-    try:
-        srv.wait_for("^serving$", timeout=30)
-        cli.start()
-        cli.wait_for("^echoes ", timeout=90)
-    finally:
-        cli.stop()
-        srv.stop()
+def test_asyncio_echo_server_and_client(flash: Flash) -> None:
+    srv = flash("srv", B, "echo_server.py").start()
+    cli = flash("cli", A, "echo_client.py")
+    srv.wait_for("^serving$", timeout=30)
+    cli.start()
+    cli.wait_for("^echoes ", timeout=90)
+    stop(cli, srv)
     assert "echoes 20" in cli.lines
     assert [ln for ln in srv.lines if ln.startswith("Echo:")] == [f"Echo: bytearray(b'ping {i}')" for i in range(20)]
 
 
-def test_channel_change_and_memory_over_many_sends(tmp_path: Path, air: AirHub) -> None:
-    rx = _board(tmp_path, "rx", B, air, "channel_listener.py").start()
-    tx = _board(tmp_path, "tx", A, air, "channel_hop.py")
-    try:
-        rx.wait_for("^listening on 6$", timeout=30)
-        tx.start()
-        tx.wait_for("^stats ", timeout=60)
-        line = rx.wait_for("^received ", timeout=60)
-    finally:
-        tx.stop()
-        rx.stop()
+def test_channel_change_and_memory_over_many_sends(flash: Flash) -> None:
+    rx = flash("rx", B, "channel_listener.py").start()
+    tx = flash("tx", A, "channel_hop.py")
+    rx.wait_for("^listening on 6$", timeout=30)
+    tx.start()
+    tx.wait_for("^stats ", timeout=60)
+    line = rx.wait_for("^received ", timeout=60)
+    stop(tx, rx)
     # channel 1 -> no MAC-level ack from a board on channel 6; after the change the frame is acknowledged
     assert tx.lines[-3:] == ["channel 1 False", "channel 6 True", "stats 503"]
     m = re.match(r"received (\d+) heap growth (-?\d+)$", line)
@@ -104,25 +111,22 @@ def test_channel_change_and_memory_over_many_sends(tmp_path: Path, air: AirHub) 
     assert int(m.group(2)) < 4096
 
 
-def test_espnow_v2_board_option_over_the_air(tmp_path: Path, air: AirHub) -> None:
+def test_espnow_v2_board_option_over_the_air(flash: Flash) -> None:
     def board(name: str, mac: str, program: str, v2: bool) -> VirtualBoard:
-        vb = _board(tmp_path, name, mac, air, program)
+        vb = flash(name, mac, program)
         vb.board = {"name": name, "chip": "esp32s3", "role": "node", "espnow_v2": v2}
         return vb
 
     rx2 = board("rx2", B, "v2_receiver.py", True).start()
     rx1 = board("rx1", "02:00:00:00:00:0c", "v2_receiver.py", False).start()
     tx = board("tx", A, "v2_sender.py", True)
-    try:
-        rx2.wait_for("^MAX_DATA_LEN", timeout=30)
-        rx1.wait_for("^MAX_DATA_LEN", timeout=30)
-        tx.start()
-        tx.wait_for("^too long", timeout=30)
-        rx2.wait_for("^got ", timeout=30)
-        rx1.wait_for("^got ", timeout=30)
-    finally:
-        for b in (tx, rx1, rx2):
-            b.stop()
+    rx2.wait_for("^MAX_DATA_LEN", timeout=30)
+    rx1.wait_for("^MAX_DATA_LEN", timeout=30)
+    tx.start()
+    tx.wait_for("^too long", timeout=30)
+    rx2.wait_for("^got ", timeout=30)
+    rx1.wait_for("^got ", timeout=30)
+    stop(tx, rx1, rx2)
     # default rxbuf 2 * (14 + 1470) (v2) and 2 * (14 + 250) (v1), as modespnow.c computes it
     assert tx.lines[-4:] == ["MAX_DATA_LEN 1470 2968", "sent True", "sent True", "too long (-12390, 'ESP_ERR_ESPNOW_ARG')"]
     assert "MAX_DATA_LEN 1470 2968" in rx2.lines and "got 1470 True" in rx2.lines
