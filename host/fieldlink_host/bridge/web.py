@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field
 
 from fieldlink_host.bridge.config import WebConfig
 from fieldlink_host.bridge.core import Bridge, Pending, iso
+from fieldlink_host.bridge.ota import OtaRequestError
 from fieldlink_host.bridge.store import now_ms
 from fieldlink_host.errors import FieldlinkError
 
@@ -148,6 +149,16 @@ class RelayBody(BaseModel):
 
 class PairBody(BaseModel):
     seconds: int = Field(120, ge=0, le=3600, description="0 closes the window")
+
+
+class OtaBody(BaseModel):
+    action: str = Field("check", pattern="^(check|update|schedule|unschedule)$",
+                        description="check: is a newer signed package there? update/schedule: start it (answered "
+                                    "at once; follow GET .../ota); unschedule: cancel it")
+    manifest: str | None = Field(None, description="a NAME.ota.json in the bridge's OTA directory (default: the "
+                                                   "newest package for the node's board)")
+    kind: str | None = Field(None, pattern="^(app|firmware|rules|keys)$")
+    battery: int = Field(0, ge=0, le=100, description="start only with the node's battery at or above this %")
 
 
 class BridgeCollector:
@@ -304,6 +315,25 @@ def create_app(bridge: Bridge, web: WebConfig | None = None) -> FastAPI:
         if body.ms is not None:
             args["ms"] = body.ms
         return send(d["mac"], "relay", args, 15.0)
+
+    @app.get("/api/devices/{mac}/ota", summary="the node's update state (idle|available|scheduled|updating, "
+             "progress, remaining, installed/latest version) and its running OTA job")
+    def api_ota_state(mac: str) -> dict[str, Any]:
+        return bridge.ota.status(device(mac)["mac"])
+
+    @app.post("/api/devices/{mac}/ota", summary="OTA through the bridge: check, update, schedule, unschedule "
+              "(the same as the MQTT bridge/request/device/ota_update/... requests)")
+    def api_ota(mac: str, body: OtaBody) -> dict[str, Any]:
+        req: dict[str, Any] = {"id": device(mac)["mac"], "battery": body.battery}
+        if body.manifest is not None:
+            req["manifest"] = body.manifest
+        if body.kind is not None:
+            req["kind"] = body.kind
+        try:
+            data = bridge.ota.run_request(body.action, req)
+        except (OtaRequestError, FieldlinkError) as exc:
+            raise HTTPException(409 if "in progress" in str(exc) else 400, str(exc)) from exc
+        return {"status": "ok", "data": data}
 
     @app.get("/api/commands", summary="recent command results")
     def api_commands() -> list[dict[str, Any]]:
