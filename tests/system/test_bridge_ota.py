@@ -36,7 +36,6 @@ ROOT = Path(__file__).resolve().parents[2]
 ROOT_T = "fieldlink/v1/farm"
 RESP = f"{ROOT_T}/bridge/response/device/ota_update"
 REQ = f"{ROOT_T}/bridge/request/device/ota_update"
-pytestmark = pytest.mark.slow
 
 #: Home Assistant's MQTT update platform, configuration variables as documented
 #: (home-assistant.io/integrations/update.mqtt) plus the discovery-only ``device``/``origin``/``unique_id``
@@ -209,3 +208,98 @@ def test_check_update_state_ha_entity_and_bad_requests(tmp_path: Path, broker: M
             sub.close()
         for b in farm.boards:
             assert b.running, b.lines[-30:]
+
+
+def test_schedule_from_the_api_continues_after_a_bridge_restart_and_unschedule(tmp_path: Path,
+                                                                              broker: Mosquitto) -> None:
+    """``POST /api/devices/{id}/ota`` schedule -> the rollout runs over a lossy link; the bridge stops in
+    the middle of the transfer and a new bridge on the same database continues it (the engine's state
+    file and the job file) to the end. A second node's scheduled update is unscheduled: cancelled at the
+    gateway, state back to available."""
+    from fastapi.testclient import TestClient
+    from fieldlink_host.bridge.config import WebConfig
+    from fieldlink_host.bridge.web import create_app
+
+    kp = new_keypair(tmp_path / "keys")
+    prog = compile_file(ROOT / "tests" / "fixtures" / "rules" / "greenhouse.rules.yaml", "sim-node").program
+    ota = tmp_path / "ota"
+    ota.mkdir()
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "gh.bin").write_bytes(prog)
+    make_package(tmp_path / "src" / "gh.bin", kp.private, kind="rules", board="sim-node", version="gh-3",
+                 counter=3, out=ota / "gh3")
+    work = tmp_path / "farm"
+    for i in (1, 2):
+        (work / f"node{i}").mkdir(parents=True)
+        (work / f"node{i}" / "owner_keys.json").write_bytes(owner_keys_document([kp.public]))
+    n1, n2 = mac_hex(node_mac(1)), mac_hex(node_mac(2))
+    gw_mac = "02fe00000001"
+    sub = Subscriber(broker.port, ["fieldlink/#"])
+    # small chunks and windows: the ~1 KB update takes many windows, so a restart lands mid-transfer
+    with Farm(nodes=2, workdir=work, seed=8, gateway_options={"ota_chunk": 24, "ota_window": 4},
+              node_options={"telemetry_batch": 1}) as farm:
+        farm.disconnect()
+        port = farm.port
+        assert port is not None and farm.air is not None
+        cfg = BridgeConfig(db=str(tmp_path / "b.db"), bridge_id="ota2", mqtt=MqttConfig(url=broker.url),
+                           ota_dir=str(ota), ota_key=str(kp.public), cmd_timeout_s=20.0,
+                           ota_confirm_timeout_s=60.0, ota_timeout_s=240.0)
+        bridge = Bridge(cfg, lambda: port).start()  # type: ignore[arg-type,return-value]
+        restarted: Bridge | None = None
+        stopped = False
+        try:
+            wait_until(lambda: n1 in bridge.devices and n2 in bridge.devices, 90, "both nodes known")
+            web = TestClient(create_app(bridge, WebConfig(listen="127.0.0.1:8080")), base_url="http://127.0.0.1:8080")
+            r = web.post(f"/api/devices/{n1}/ota", json={"action": "check"})
+            assert r.status_code == 200 and r.json()["data"]["update_available"] is True, r.text
+            assert web.post(f"/api/devices/{n1}/ota", json={"action": "check"},
+                            headers={"Origin": "http://evil.example"}).status_code == 403
+            r = web.post("/api/devices/nosuch/ota", json={"action": "check"})
+            assert r.status_code == 404
+            r = web.post(f"/api/devices/{n1}/ota", json={"action": "update", "manifest": "none.ota.json"})
+            assert r.status_code == 400 and "not found in the OTA directory" in r.json()["detail"]
+            farm.air.set_link(gw_mac, n1, loss=0.4)     # slow transfer: the restart lands in the middle
+            r = web.post(f"/api/devices/{n1}/ota", json={"action": "schedule"})
+            assert r.status_code == 200, r.text
+            assert r.json()["data"]["state"]["state"] == "scheduled"
+            assert r.json()["data"]["to"] == {"software_build_id": "gh-3"}
+            job = web.get(f"/api/devices/{n1}/ota").json()
+            assert job["job"]["mode"] == "schedule" and job["job"]["version"] == "gh-3"
+            r = web.post(f"/api/devices/{n1}/ota", json={"action": "check"})
+            assert r.status_code == 409 and "already in progress" in r.json()["detail"]
+            wait_until(lambda: (bridge.ota.update_state(n1) or {}).get("progress", 0) > 10, 120, "transfer under way")
+            bridge.stop()
+            stopped = True
+            jobs = list(Path(str(tmp_path / "b.db") + ".ota").glob("*.job.json"))
+            assert [j.name for j in jobs] == [f"{n1}.job.json"]
+            farm.air.set_link(gw_mac, n1, loss=0.0)
+            restarted = Bridge(cfg, lambda: port).start()  # type: ignore[arg-type,return-value]
+            assert restarted.ota.jobs.get(n1) is not None, "the rollout continues after the restart"
+            wait_until(lambda: n1 not in restarted.ota.jobs, 180, "update done")
+            assert restarted.ota.update_state(n1) == {"state": "idle", "installed_version": "gh-3",
+                                                      "latest_version": "gh-3"}
+            assert not jobs[0].exists()
+            p = restarted.command_wait(n1, "status", {}, timeout=20, source="internal")
+            assert p.result is not None and p.result["r"]["st"]["ota"]["versions"]["rules"] == "gh-3"
+            # unschedule: a slow update of node 2 is cancelled, its state is back to available
+            farm.air.set_link(gw_mac, n2, loss=0.7)
+            web2 = TestClient(create_app(restarted, WebConfig(listen="127.0.0.1:8080")),
+                              base_url="http://127.0.0.1:8080")
+            assert web2.post(f"/api/devices/{n2}/ota", json={"action": "schedule"}).status_code == 200
+            r = web2.post(f"/api/devices/{n2}/ota", json={"action": "unschedule"})
+            assert r.status_code == 200, r.text
+            assert r.json()["data"]["state"]["state"] == "available"
+            assert n2 not in restarted.ota.jobs
+            gw = restarted.client
+            assert gw is not None
+            st = gw.request("ota_state", timeout=10)["r"]
+            assert n2 not in st["nodes"] or st["nodes"][n2]["state"] in ("cancelled", "failed"), st
+            ups = [p["update"]["state"] for _, p in sub.json(lambda t: t == f"{ROOT_T}/{n1}/state")
+                   if isinstance(p, dict) and "update" in p]
+            assert "scheduled" in ups and "updating" in ups and ups[-1] == "idle", ups
+        finally:
+            if not stopped:
+                bridge.stop()
+            if restarted is not None:
+                restarted.stop()
+            sub.close()

@@ -466,6 +466,11 @@ class BridgeOta:
                         raise _Cancelled("unscheduled")
                     self.cond.wait(1.0)
                 job.running = True
+            while self.bridge.client is None:  # e.g. a rollout continued at start, before the port is open
+                if self.stopping.wait(0.2):
+                    return
+                if job.cancelled.is_set():
+                    raise _Cancelled("unscheduled")
             assert job.port is not None
             cfg = self.bridge.cfg
             ro = Rollout(job.port, job.image, [spec.mac], state_path=spath, canary_pct=0, halt_on=1,
