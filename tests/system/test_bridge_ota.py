@@ -285,6 +285,8 @@ def test_schedule_from_the_api_continues_after_a_bridge_restart_and_unschedule(t
             farm.air.set_link(gw_mac, n2, loss=0.7)
             web2 = TestClient(create_app(restarted, WebConfig(listen="127.0.0.1:8080")),
                               base_url="http://127.0.0.1:8080")
+            page = web2.get(f"/node/{n1}").text         # the node page shows the update state
+            assert f'id="upd-{n1}"' in page and "idle: installed gh-3, latest gh-3" in page
             assert web2.post(f"/api/devices/{n2}/ota", json={"action": "schedule"}).status_code == 200
             r = web2.post(f"/api/devices/{n2}/ota", json={"action": "unschedule"})
             assert r.status_code == 200, r.text

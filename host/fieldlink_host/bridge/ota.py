@@ -40,6 +40,8 @@ REQUEST = "device/ota_update/"
 ACTIONS = ("check", "update", "schedule", "unschedule")
 #: kinds in the order a check offers them when the request names none
 KIND_ORDER = ("app", "firmware", "rules", "keys")
+#: requests served at once (each may wait for a node's status); more are refused, not queued
+MAX_REQUESTS = 8
 
 
 class OtaRequestError(ValueError):
@@ -158,6 +160,7 @@ class BridgeOta:
         self.cond = threading.Condition()
         self.stopping = threading.Event()
         self._key_ids: dict[str, Path] | None = None
+        self._slots = threading.BoundedSemaphore(MAX_REQUESTS)
 
     @property
     def enabled(self) -> bool:
@@ -220,10 +223,13 @@ class BridgeOta:
                 raise OtaRequestError("request must be {\"id\": DEVICE} or the device id")
             if action not in ACTIONS:
                 raise OtaRequestError(f"unknown request ota_update/{action} (check, update, schedule, unschedule)")
+            if not self._slots.acquire(blocking=False):
+                raise OtaRequestError(f"too many OTA requests at once (at most {MAX_REQUESTS}); try again")
         except (OtaRequestError, UnicodeDecodeError) as exc:
             self.bridge.counters["bad_requests"] += 1
             self.respond(action, {}, str(exc), body.get("transaction"))
             return
+        # served in a thread: a check waits for the node's status, never in the MQTT client's thread
         threading.Thread(target=self._serve, args=(action, body), name=f"fl-ota-{action}", daemon=True).start()
 
     def _serve(self, action: str, body: dict[str, Any]) -> None:
@@ -238,6 +244,8 @@ class BridgeOta:
             log.exception("bridge ota: %s failed", action)
             self.respond(action, {}, f"internal error: {type(exc).__name__}: {exc}", transaction)
             return
+        finally:
+            self._slots.release()
         if data is not None:
             self.respond(action, data, None, transaction)
 

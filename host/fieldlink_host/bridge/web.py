@@ -90,8 +90,13 @@ counters {{ d.counters }}</div>
 <form onsubmit="post('/api/devices/{{ d.mac }}/command',{op:'config_set',a:{key:this.k.value,value:Number(this.v.value)}});return false">
 config <input name="k" placeholder="heartbeat_s"> = <input name="v" size="6"> <button>set</button></form>
 <p id="result"></p></div>
+{% if ota.enabled %}{% set u = ota['update'] or {} %}<div class="card"><b>Update</b> <span id="upd-{{ d.mac }}">{{ u['state'] }}: installed {{ u['installed_version'] }}, latest {{ u['latest_version'] }}</span>
+<button onclick="post('/api/devices/{{ d.mac }}/ota',{action:'check'})">check</button>
+<button onclick="if(confirm('install the update?'))post('/api/devices/{{ d.mac }}/ota',{action:'update'})">install</button></div>{% endif %}
 <h3>History (last {{ hours }} h)</h3><div id="charts">{{ charts|safe }}</div>{% endblock %}
-{% block script %}<script>let t=0;window.onLive=(ev)=>{if(ev.type==='tel'&&ev.node==='{{ d.mac }}'&&Date.now()-t>5000){t=Date.now();
+{% block script %}<script>let t=0;window.onLive=(ev)=>{if(ev.type==='update'&&ev.node==='{{ d.mac }}'){const u=ev.update,s=document.getElementById('upd-{{ d.mac }}');
+if(s)s.textContent=u.state+(u.progress!=null?' '+u.progress+' %':'')+': installed '+u.installed_version+', latest '+u.latest_version;}
+if(ev.type==='tel'&&ev.node==='{{ d.mac }}'&&Date.now()-t>5000){t=Date.now();
 fetch('/node/{{ d.mac }}/charts').then(r=>r.text()).then(h=>{document.getElementById('charts').innerHTML=h;});}};</script>{% endblock %}"""
 
 DIAG = """{% extends "base" %}{% block title %}diagnostics{% endblock %}{% block body %}
@@ -271,7 +276,9 @@ def create_app(bridge: Bridge, web: WebConfig | None = None) -> FastAPI:
 
     @app.get("/node/{mac}", response_class=HTMLResponse, include_in_schema=False)
     def node_page(mac: str, hours: float = 1.0) -> str:
-        return env.get_template("node").render(d=device(mac), charts=charts(mac, hours), hours=hours)
+        d = device(mac)
+        return env.get_template("node").render(d=d, charts=charts(mac, hours), hours=hours,
+                                               ota=bridge.ota.status(d["mac"]))
 
     @app.get("/node/{mac}/charts", response_class=HTMLResponse, include_in_schema=False)
     def node_charts(mac: str, hours: float = 1.0) -> str:
