@@ -150,3 +150,16 @@ def test_config_file_and_environment(tmp_path: Path) -> None:
     assert (cfg.ota_dir, cfg.ota_key, cfg.ota_confirm_timeout_s) == ("/srv/ota", "/etc/fieldlink/owner.pub", 90.0)
     cfg = load_config(None, env={}, ota_dir="o")
     assert cfg.ota_dir == "o" and cfg.ota_key is None
+
+
+def test_start_resets_an_update_left_without_its_job(setup: Any) -> None:
+    b, _, _, _, tmp = setup
+    b.devices[N1]["update"] = {"state": "updating", "progress": 40.0, "remaining": 9, "installed_version": "r5",
+                               "latest_version": "r6"}
+    sd = Path(str(tmp / "b.db") + ".ota")
+    sd.mkdir()
+    (sd / f"{N1}.job.json").write_text("{not json")     # a job file that cannot be continued
+    b.ota.start()
+    assert not (sd / f"{N1}.job.json").exists() and N1 not in b.ota.jobs
+    assert b.devices[N1]["update"] == {"state": "available", "installed_version": "r5", "latest_version": "r6"}
+    assert b.store.devices()[N1]["update"]["state"] == "available"      # stored, survives the next restart

@@ -168,9 +168,17 @@ class BridgeOta:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        """Continue the rollouts a previous run left (their job files)."""
-        if not self.enabled or not self.state_dir.is_dir():
-            return
+        """Continue the rollouts a previous run left (their job files); a node left ``updating`` or
+        ``scheduled`` without one is ``available`` again (as Zigbee2MQTT does after a restart)."""
+        if self.enabled and self.state_dir.is_dir():
+            self._resume()
+        for mac, dev in list(self.bridge.devices.items()):
+            upd = dev.get("update")
+            if isinstance(upd, dict) and upd.get("state") in ("updating", "scheduled") and mac not in self.jobs:
+                self.set_update(mac, {"state": "available", "installed_version": upd.get("installed_version"),
+                                      "latest_version": upd.get("latest_version")})
+
+    def _resume(self) -> None:
         for jf in sorted(self.state_dir.glob("*.job.json")):
             try:
                 spec = JobFile(**json.loads(jf.read_text()))
@@ -571,7 +579,7 @@ class BridgeOta:
 
         b = self.bridge
         dev = b.devices.get(mac)
-        if dev is None:
+        if dev is None or self.stopping.is_set():   # stopping: the engine's state file has it
             return
         dev["update"] = dict(upd)
         with b.store.tx():
