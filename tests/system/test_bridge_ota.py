@@ -128,8 +128,8 @@ def test_check_update_state_ha_entity_and_bad_requests(tmp_path: Path, broker: M
             assert r["data"]["id"] == n1 and r["data"]["update_available"] is True
             assert r["data"]["kind"] == "rules" and r["data"]["latest_version"] == "gh-2"
             assert r["data"]["installed_version"] is None        # no rules update installed yet
-            assert any("tampered/gh.ota.json" in s or "gh.ota.json: bad signature" in s
-                       for s in r["data"]["skipped"]), r["data"]
+            assert r["data"]["skipped"] == ["tampered/gh.ota.json: bad signature"], r["data"]
+            assert r["data"]["manifest"] == "gh.ota.json"
             wait_until(lambda: any(u["state"] == "available" and u["latest_version"] == "gh-2"
                                    for u in states(sub, n1)), 30, "state available")
 

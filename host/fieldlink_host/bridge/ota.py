@@ -61,10 +61,11 @@ class Package:
     path: Path
     manifest: dict[str, Any]
     problems: list[str]
+    rel: str = ""                   # the path inside the OTA directory (what a request names)
 
     @property
     def name(self) -> str:
-        return self.path.name
+        return self.rel or self.path.name
 
     @property
     def kind(self) -> str:
@@ -161,6 +162,8 @@ class BridgeOta:
         self.stopping = threading.Event()
         self._key_ids: dict[str, Path] | None = None
         self._slots = threading.BoundedSemaphore(MAX_REQUESTS)
+        if self.keys:
+            self._keys()            # a missing or bad key file stops the bridge at start, not at a request
 
     @property
     def enabled(self) -> bool:
@@ -357,22 +360,27 @@ class BridgeOta:
         return self._key_ids
 
     def inspect(self, path: Path) -> Package:
+        assert self.dir is not None
+        try:
+            rel = path.resolve().relative_to(self.dir.resolve()).as_posix()
+        except ValueError:
+            rel = path.name
         try:
             m = json.loads(path.read_bytes())
         except (OSError, ValueError) as exc:
-            return Package(path, {}, [f"unreadable signed manifest: {exc}"])
+            return Package(path, {}, [f"unreadable signed manifest: {exc}"], rel)
         if not isinstance(m, dict):
-            return Package(path, {}, ["signed manifest is not a JSON object"])
+            return Package(path, {}, ["signed manifest is not a JSON object"], rel)
         pub = None
         if self.keys:
             pub = self._keys().get(str(m.get("key_id")))
             if pub is None:
-                return Package(path, m, [f"signed with key {m.get('key_id')}, not a configured ota_key"])
+                return Package(path, m, [f"signed with key {m.get('key_id')}, not a configured ota_key"], rel)
         try:
             r = inspect_package(path, pub)
         except FieldlinkError as exc:
-            return Package(path, m, [str(exc)])
-        return Package(path, r["manifest"], list(r["problems"]))
+            return Package(path, m, [str(exc)], rel)
+        return Package(path, r["manifest"], list(r["problems"]), rel)
 
     def explicit(self, rel: Any) -> Package:
         assert self.dir is not None
