@@ -305,3 +305,45 @@ def test_schedule_from_the_api_continues_after_a_bridge_restart_and_unschedule(t
             if restarted is not None:
                 restarted.stop()
             sub.close()
+
+
+def test_schedule_for_a_sleeping_node_runs_at_its_next_wake(tmp_path: Path, broker: Mosquitto) -> None:
+    """A deep-sleeping node (``sleep_ms``): ``schedule`` is answered at once with the node ``scheduled``;
+    the gateway's mailbox hands the update over when the node next wakes, which stays awake for it; the
+    node ends ``idle`` with the new version."""
+    kp = new_keypair(tmp_path / "keys")
+    prog = compile_file(ROOT / "tests" / "fixtures" / "rules" / "greenhouse.rules.yaml", "sim-node").program
+    ota = tmp_path / "ota"
+    ota.mkdir()
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "gh.bin").write_bytes(prog)
+    make_package(tmp_path / "src" / "gh.bin", kp.private, kind="rules", board="sim-node", version="gh-4",
+                 counter=4, out=ota / "gh4")
+    work = tmp_path / "farm"
+    (work / "node1").mkdir(parents=True)
+    (work / "node1" / "owner_keys.json").write_bytes(owner_keys_document([kp.public]))
+    n1 = mac_hex(node_mac(1))
+    sub = Subscriber(broker.port, ["fieldlink/#"])
+    with Farm(nodes=1, workdir=work, seed=9, node_options={"telemetry_batch": 1, "sleep_ms": 4000}) as farm:
+        farm.disconnect()
+        port = farm.port
+        assert port is not None
+        cfg = BridgeConfig(db=str(tmp_path / "b.db"), bridge_id="ota3", mqtt=MqttConfig(url=broker.url),
+                           ota_dir=str(ota), ota_key=str(kp.public), cmd_timeout_s=15.0,
+                           ota_confirm_timeout_s=60.0, ota_timeout_s=180.0)
+        bridge = Bridge(cfg, lambda: port).start()  # type: ignore[arg-type,return-value]
+        try:
+            wait_until(lambda: n1 in bridge.devices and (bridge.devices[n1].get("sl") or 0) > 0, 90,
+                       "the sleeping node known")
+            r = ask(sub, "schedule", {"id": n1}, "s1", timeout=120)
+            assert r["status"] == "ok", r
+            assert r["data"]["state"]["state"] == "scheduled" and r["data"]["to"] == {"software_build_id": "gh-4"}
+            wait_until(lambda: n1 not in bridge.ota.jobs, 180, "the scheduled update done")
+            assert bridge.ota.update_state(n1) == {"state": "idle", "installed_version": "gh-4",
+                                                   "latest_version": "gh-4"}, states(sub, n1)
+            seen = [u["state"] for u in states(sub, n1)]
+            assert "scheduled" in seen and "updating" in seen, seen
+            assert any(e[0] == "sleep" for e in farm.boards[0].events), farm.boards[0].events[-10:]
+        finally:
+            bridge.stop()
+            sub.close()
