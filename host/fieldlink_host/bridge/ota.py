@@ -566,6 +566,9 @@ class BridgeOta:
                 log.warning("bridge ota: ota_cancel for %s: %s", mac, exc)
         if job.thread is not None:
             job.thread.join(15)
+        if job.thread is not None and job.thread.is_alive():   # still in a gateway request: it ends there
+            self.set_update(mac, {"state": "available", "installed_version": job.spec.installed_version,
+                                  "latest_version": job.image.version})
         return {"id": ident, "state": self.update_state(mac)}
 
     # ------------------------------------------------------------------ state
