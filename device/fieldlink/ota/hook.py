@@ -71,7 +71,7 @@ class OtaHook:
     def status(self):
         d = state.State(self.store).d
         t = d["trial"]
-        return {"counters": d["counters"], "versions": d["versions"], "keys": sorted(d["keys"]),
+        return {"board": self.board, "counters": d["counters"], "versions": d["versions"], "keys": sorted(d["keys"]),
                 "trial": ({"kind": t["kind"], "version": t["version"]} if t else None),
                 "last_rollback": d["last_rollback"]}
 

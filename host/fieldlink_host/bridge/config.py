@@ -124,6 +124,14 @@ class BridgeConfig:
     web: WebConfig = field(default_factory=WebConfig)
     retention_hours: float = 72.0
     retention_max_mb: float = 512.0
+    #: OTA through the bridge (docs/bridge.md "OTA"): directory of signed packages (`fieldlink ota make`),
+    #: owner public key(s) the packages must be signed with (comma-separated files), rollout state directory
+    #: (default: next to the db), per-node timeouts of the rollout engine
+    ota_dir: str | None = None
+    ota_key: str | None = None
+    ota_state_dir: str | None = None
+    ota_confirm_timeout_s: float = 300.0
+    ota_timeout_s: float = 3600.0
 
     def check(self) -> None:
         if not self.db:

@@ -24,6 +24,8 @@ from typing import Any, Protocol
 from fieldlink_host import __version__
 from fieldlink_host.bridge.config import BridgeConfig
 from fieldlink_host.bridge.mqtt import Publisher
+from fieldlink_host.bridge.ota import REQUEST as OTA_REQUEST
+from fieldlink_host.bridge.ota import BridgeOta
 from fieldlink_host.bridge.store import Store, now_ms
 from fieldlink_host.bridge.topics import Topics
 from fieldlink_host.errors import FieldlinkError
@@ -125,6 +127,7 @@ class Bridge:
         self._devices_dirty = True
         self._info_dirty = True
         self.started = time.time()
+        self.ota = BridgeOta(self)   # OTA requests, update state, HA update entity (bridge/ota.py)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> Bridge:
@@ -142,10 +145,12 @@ class Bridge:
             th = threading.Thread(target=t, name=name, daemon=True)
             th.start()
             self._threads.append(th)
+        self.ota.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
+        self.ota.stop()
         for th in self._threads:
             th.join(3)
         if self.client is not None:
@@ -246,6 +251,7 @@ class Bridge:
             p.done.set()
         for ev in live:
             self._broadcast(ev)
+        self.ota.feed(msgs)
 
     # ------------------------------------------------------------------ deriving
     def _device(self, mac: str, out: list[tuple[str, dict[str, Any] | str, bool]], changed: set[str]) -> dict[str, Any]:
@@ -336,6 +342,8 @@ class Bridge:
             live.append({"type": "ack", **p.as_dict()})
         elif t == "log":
             out.append((self.topics.bridge("log"), {"level": m.get("lvl"), "message": m.get("msg"), "ts": rx}, False))
+        elif t == "ota":
+            pass   # OTA transfer progress: stored; a running rollout gets it through self.ota.feed()
         else:
             self.counters["bad_uplink"] += 1
 
@@ -453,6 +461,9 @@ class Bridge:
             "sleep_ms": dev.get("sl") or 0}
         if "battery" in dev:
             st["battery"] = dev["battery"]
+        upd = self.ota.update_state(mac)
+        if upd is not None:
+            st["update"] = upd
         return st
 
     def expire_after(self, dev: dict[str, Any]) -> int:
@@ -472,6 +483,8 @@ class Bridge:
         if self.cfg.discovery:
             for topic, payload in self.topics.node_discovery(mac, dev, self.expire_after(dev)):
                 out.append((topic, payload, True))
+            if self.ota.enabled:
+                out.append((*self.topics.update_discovery(mac, dev), True))
 
     def _enqueue(self, out: list[tuple[str, dict[str, Any] | str, bool]], ts: int) -> None:
         """Outbox rows (inside the caller's transaction). Every JSON object gets ``id`` (stable: the
@@ -597,6 +610,9 @@ class Bridge:
                 self.republish_discovery()
             return
         req_prefix = self.topics.bridge("request/")
+        if topic.startswith(req_prefix + OTA_REQUEST):
+            self.ota.handle_mqtt(topic[len(req_prefix + OTA_REQUEST):], payload)
+            return
         if topic.startswith(req_prefix):
             self._bridge_request(topic[len(req_prefix):], payload)
             return
@@ -712,6 +728,7 @@ class Bridge:
         if self.cfg.discovery:   # an empty retained config removes the entity in Home Assistant
             for topic, _ in self.topics.node_discovery(mac, dev, self.expire_after(dev)):
                 out.append((topic, "", True))
+            out.append((self.topics.update_discovery(mac, dev)[0], "", True))
         out.append((self.topics.status(mac), "", True))
         out.append((self.topics.state(mac), "", True))
         self.store.delete_device(mac)

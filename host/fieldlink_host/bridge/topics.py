@@ -199,3 +199,31 @@ class Topics:
                 "value_template": f"{{{{ value_json.{key} }}}}", "entity_category": "diagnostic",
                 "expire_after": expire_after, **extra, **common}))
         return out
+
+    # ------------------------------------------------------------------ OTA (bridge/ota.py)
+    def ota_request(self, action: str) -> str:
+        return self.bridge(f"request/device/ota_update/{action}")
+
+    def update_discovery(self, mac: str, info: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The node's Home Assistant ``update`` entity (MQTT update platform): versions and progress from
+        the ``update`` object of the node's state topic, install = the Zigbee2MQTT-style update request.
+        ``value_json['update']`` (not ``value_json.update``: Jinja would find the dict method first)."""
+        ident = self.node_identifier(mac)
+        device = {"identifiers": [ident], "name": str(info.get("name") or mac),
+                  "manufacturer": "fieldlink", "model": str(info.get("board") or info.get("role") or "fieldlink node"),
+                  "sw_version": str(info.get("fw") or "unknown"),
+                  "connections": [["mac", ":".join(mac[i:i + 2] for i in range(0, 12, 2))]],
+                  "via_device": self.gateway_identifier()}
+        avail = [self._bridge_availability(),
+                 {"topic": self.status(mac), "payload_available": "online", "payload_not_available": "offline"}]
+        u = "value_json['update']"
+        cfg: dict[str, Any] = {
+            "name": "Firmware", "unique_id": f"{ident}_update", "device_class": "firmware",
+            "entity_category": "config", "state_topic": self.state(mac),
+            "value_template": ("{{ {'installed_version': " + u + "['installed_version'], 'latest_version': " + u
+                               + "['latest_version'], 'in_progress': " + u + "['state'] == 'updating', "
+                               "'update_percentage': " + u + ".get('progress')} | to_json }}"),
+            "json_attributes_topic": self.state(mac), "json_attributes_template": "{{ " + u + " | to_json }}",
+            "command_topic": self.ota_request("update"), "payload_install": json.dumps({"id": mac}),
+            "qos": 1, "availability": avail, "availability_mode": "all", "device": device, "origin": ORIGIN}
+        return self.discovery_topic("update", ident, "firmware"), cfg

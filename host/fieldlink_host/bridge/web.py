@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field
 
 from fieldlink_host.bridge.config import WebConfig
 from fieldlink_host.bridge.core import Bridge, Pending, iso
+from fieldlink_host.bridge.ota import OtaRequestError
 from fieldlink_host.bridge.store import now_ms
 from fieldlink_host.errors import FieldlinkError
 
@@ -89,8 +90,13 @@ counters {{ d.counters }}</div>
 <form onsubmit="post('/api/devices/{{ d.mac }}/command',{op:'config_set',a:{key:this.k.value,value:Number(this.v.value)}});return false">
 config <input name="k" placeholder="heartbeat_s"> = <input name="v" size="6"> <button>set</button></form>
 <p id="result"></p></div>
+{% if ota.enabled %}{% set u = ota['update'] or {} %}<div class="card"><b>Update</b> <span id="upd-{{ d.mac }}">{{ u['state'] }}: installed {{ u['installed_version'] }}, latest {{ u['latest_version'] }}</span>
+<button onclick="post('/api/devices/{{ d.mac }}/ota',{action:'check'})">check</button>
+<button onclick="if(confirm('install the update?'))post('/api/devices/{{ d.mac }}/ota',{action:'update'})">install</button></div>{% endif %}
 <h3>History (last {{ hours }} h)</h3><div id="charts">{{ charts|safe }}</div>{% endblock %}
-{% block script %}<script>let t=0;window.onLive=(ev)=>{if(ev.type==='tel'&&ev.node==='{{ d.mac }}'&&Date.now()-t>5000){t=Date.now();
+{% block script %}<script>let t=0;window.onLive=(ev)=>{if(ev.type==='update'&&ev.node==='{{ d.mac }}'){const u=ev.update,s=document.getElementById('upd-{{ d.mac }}');
+if(s)s.textContent=u.state+(u.progress!=null?' '+u.progress+' %':'')+': installed '+u.installed_version+', latest '+u.latest_version;}
+if(ev.type==='tel'&&ev.node==='{{ d.mac }}'&&Date.now()-t>5000){t=Date.now();
 fetch('/node/{{ d.mac }}/charts').then(r=>r.text()).then(h=>{document.getElementById('charts').innerHTML=h;});}};</script>{% endblock %}"""
 
 DIAG = """{% extends "base" %}{% block title %}diagnostics{% endblock %}{% block body %}
@@ -148,6 +154,16 @@ class RelayBody(BaseModel):
 
 class PairBody(BaseModel):
     seconds: int = Field(120, ge=0, le=3600, description="0 closes the window")
+
+
+class OtaBody(BaseModel):
+    action: str = Field("check", pattern="^(check|update|schedule|unschedule)$",
+                        description="check: is a newer signed package there? update/schedule: start it (answered "
+                                    "at once; follow GET .../ota); unschedule: cancel it")
+    manifest: str | None = Field(None, description="a NAME.ota.json in the bridge's OTA directory (default: the "
+                                                   "newest package for the node's board)")
+    kind: str | None = Field(None, pattern="^(app|firmware|rules|keys)$")
+    battery: int = Field(0, ge=0, le=100, description="start only with the node's battery at or above this %")
 
 
 class BridgeCollector:
@@ -260,7 +276,9 @@ def create_app(bridge: Bridge, web: WebConfig | None = None) -> FastAPI:
 
     @app.get("/node/{mac}", response_class=HTMLResponse, include_in_schema=False)
     def node_page(mac: str, hours: float = 1.0) -> str:
-        return env.get_template("node").render(d=device(mac), charts=charts(mac, hours), hours=hours)
+        d = device(mac)
+        return env.get_template("node").render(d=d, charts=charts(mac, hours), hours=hours,
+                                               ota=bridge.ota.status(d["mac"]))
 
     @app.get("/node/{mac}/charts", response_class=HTMLResponse, include_in_schema=False)
     def node_charts(mac: str, hours: float = 1.0) -> str:
@@ -304,6 +322,25 @@ def create_app(bridge: Bridge, web: WebConfig | None = None) -> FastAPI:
         if body.ms is not None:
             args["ms"] = body.ms
         return send(d["mac"], "relay", args, 15.0)
+
+    @app.get("/api/devices/{mac}/ota", summary="the node's update state (idle|available|scheduled|updating, "
+             "progress, remaining, installed/latest version) and its running OTA job")
+    def api_ota_state(mac: str) -> dict[str, Any]:
+        return bridge.ota.status(device(mac)["mac"])
+
+    @app.post("/api/devices/{mac}/ota", summary="OTA through the bridge: check, update, schedule, unschedule "
+              "(the same as the MQTT bridge/request/device/ota_update/... requests)")
+    def api_ota(mac: str, body: OtaBody) -> dict[str, Any]:
+        req: dict[str, Any] = {"id": device(mac)["mac"], "battery": body.battery}
+        if body.manifest is not None:
+            req["manifest"] = body.manifest
+        if body.kind is not None:
+            req["kind"] = body.kind
+        try:
+            data = bridge.ota.run_request(body.action, req)
+        except (OtaRequestError, FieldlinkError) as exc:
+            raise HTTPException(409 if "in progress" in str(exc) else 400, str(exc)) from exc
+        return {"status": "ok", "data": data}
 
     @app.get("/api/commands", summary="recent command results")
     def api_commands() -> list[dict[str, Any]]:

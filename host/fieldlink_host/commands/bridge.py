@@ -16,6 +16,8 @@ EXAMPLES = """examples:
         settings from a TOML file, the password from the environment
   fieldlink bridge install-service --dir /etc/systemd/system --udev-dir /etc/udev/rules.d --config /etc/fieldlink/bridge.toml
         write fieldlink-bridge.service (Restart=always) and a udev rule naming the gateway /dev/fieldlink-gw
+  fieldlink bridge --port /dev/ttyACM0 --db farm.db --mqtt mqtt://127.0.0.1:1883 --ota-dir ota/ --ota-key keys/owner.pub
+        offer the signed packages in ota/ to the nodes (Zigbee2MQTT-style ota_update requests, HA update entities)
 
 environment: FIELDLINK_BRIDGE_<SETTING> overrides the file (e.g. FIELDLINK_BRIDGE_SITE, FIELDLINK_BRIDGE_MQTT_URL,
 FIELDLINK_BRIDGE_MQTT_USERNAME, FIELDLINK_BRIDGE_MQTT_PASSWORD, FIELDLINK_BRIDGE_WEB_TOKEN); options override both.
@@ -27,7 +29,8 @@ def _run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, port=args.port, db=args.db, mqtt_url=args.mqtt, web_listen=args.web,
                       site=args.site, bridge_id=args.bridge_id, mqtt_username=args.mqtt_user,
-                      mqtt_ca=args.mqtt_ca, mqtt_cert=args.mqtt_cert, mqtt_key=args.mqtt_key)
+                      mqtt_ca=args.mqtt_ca, mqtt_cert=args.mqtt_cert, mqtt_key=args.mqtt_key,
+                      ota_dir=args.ota_dir, ota_key=args.ota_key)
     if not cfg.port:
         from fieldlink_host.errors import FieldlinkError
         raise FieldlinkError("bridge: --port DEV (or port in the config) is required")
@@ -64,6 +67,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="serve the page and API (beyond 127.0.0.1 needs [web] user+password or token)")
     p.add_argument("--site", default=None, help="site name in the topics (default farm)")
     p.add_argument("--bridge-id", default=None, help="bridge id (MQTT client id, message ids)")
+    p.add_argument("--ota-dir", default=None, metavar="DIR",
+                   help="signed OTA packages (fieldlink ota make) offered through bridge/request/device/ota_update")
+    p.add_argument("--ota-key", default=None, metavar="PUB",
+                   help="owner public key(s), comma-separated: packages not signed by one are refused")
     p.add_argument("--seconds", type=float, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=_run)
     ssub = p.add_subparsers(dest="bridge_command", metavar="install-service")
