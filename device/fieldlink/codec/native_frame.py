@@ -3,16 +3,14 @@
 from fieldlink.codec import serialframe as _pyframe
 from fieldlink.runtime import native
 
+_N = native._N  # the selection cell (runtime.native.use() changes its item): no call per frame
+
+
 def encode_frame(payload):
-    N = native.module()
+    N = _N[0]
     if N is None:
         return _pyframe.encode_frame(payload)
-    if isinstance(payload, str):
-        raise TypeError("frame payload must be bytes-like, not str")
-    n = len(payload) + 2
-    buf = bytearray(n + n // 254 + 2)
-    m = N.frame_encode_into(payload, buf)
-    return bytes(memoryview(buf)[:m])
+    return N.frame_encode(payload)  # one call: encoded straight into a new bytes object (str refused)
 
 
 class NativeFrameDecoder:
@@ -26,19 +24,11 @@ class NativeFrameDecoder:
         self.max_frame = max_frame
         self._mem = bytearray(N.scan_size(max_frame))
         N.scan_init(self._mem, max_frame)
-        self._mv = memoryview(self._mem)
-        self._off = N.scan_get(self._mem, 10)
 
     def feed(self, data):
-        N = self._n
-        mem = self._mem
         out = []
-        pos = 0
-        while True:
-            pos = N.scan_feed(mem, data, pos)
-            if pos < 0:
-                return out
-            out.append(bytes(self._mv[self._off:self._off + N.scan_get(mem, 9)]))
+        self._n.scan_feed_list(self._mem, data, out)  # the whole chunk in one call
+        return out
 
     def buffered(self):
         return self._n.scan_get(self._mem, 2)
