@@ -130,24 +130,30 @@ static mp_obj_t nop(mp_obj_t a, mp_obj_t b) {
 }
 static MP_DEFINE_CONST_FUN_OBJ_2(nop_obj, nop);
 
-/* A new bytes object holding d[0:n]. MicroPython's mp_obj_new_bytes() hashes every byte up front
- * (qstr_compute_hash, a serial multiply-xor chain: ~2.5 us per KiB on x64, more than encoding the frame);
- * a str/bytes object with hash 0 is valid and gets its hash computed when first asked for (py/objstr.h
- * GET_STR_HASH, runtime.c MP_UNARY_OP_HASH), so the frame paths build the object with hash 0. */
-static mp_obj_t new_bytes_lazy_hash(const uint8_t *d, size_t n) {
-    uint8_t *data = m_new(uint8_t, n + 1);
-    fl_copy(data, d, n);
-    data[n] = 0;
+/* New bytes objects for the frame paths, made as mp_obj_new_bytes() makes them (header and data allocated
+ * separately) but with hash 0: mp_obj_new_bytes() hashes every byte up front (qstr_compute_hash, a serial
+ * multiply-xor chain: about 2.5 us per KiB on x64, more than encoding the frame), and a str/bytes object
+ * with hash 0 is valid: its hash is computed when first asked for (py/objstr.h GET_STR_HASH,
+ * py/runtime.c MP_UNARY_OP_HASH). (Header and data in one block measured 6x slower on the unix port.) */
+static mp_obj_str_t *new_bytes_obj(uint8_t *data) {
     mp_obj_str_t *o = m_new_obj(mp_obj_str_t);
     o->base.type = &mp_type_bytes;
     o->hash = 0;
-    o->len = n;
     o->data = data;
+    return o;
+}
+
+static mp_obj_t new_bytes_copy(const uint8_t *d, size_t n) {
+    uint8_t *data = m_new(uint8_t, n + 1);
+    fl_copy(data, d, n);
+    data[n] = 0;
+    mp_obj_str_t *o = new_bytes_obj(data);
+    o->len = n;
     return MP_OBJ_FROM_PTR(o);
 }
 
 /* frame_encode(payload) -> bytes: the whole frame (with its 0x00) as one new object, encoded straight into
- * the object's data (allocated for the largest frame the payload can give, fl_frame_max_encoded(): at most
+ * its data (room for the largest frame the payload can give, fl_frame_max_encoded(): at most
  * len // 254 + 1 bytes more than used, hidden by len). A str payload is refused as serialframe.encode_frame
  * does (str has the buffer protocol here). */
 static mp_obj_t frame_encode(mp_obj_t src_o) {
@@ -163,11 +169,8 @@ static mp_obj_t frame_encode(mp_obj_t src_o) {
     uint8_t *data = m_new(uint8_t, need + 1);
     int32_t n = fl_frame_encode(s.buf, s.len, data, need);  /* cannot fail: need is the bound */
     data[n] = 0;
-    mp_obj_str_t *o = m_new_obj(mp_obj_str_t);
-    o->base.type = &mp_type_bytes;
-    o->hash = 0;
+    mp_obj_str_t *o = new_bytes_obj(data);
     o->len = (size_t)n;
-    o->data = data;
     return MP_OBJ_FROM_PTR(o);
 }
 static MP_DEFINE_CONST_FUN_OBJ_1(frame_encode_obj, frame_encode);
@@ -181,7 +184,7 @@ static mp_obj_t scan_feed_list(mp_obj_t mem_o, mp_obj_t data_o, mp_obj_t out_o) 
     size_t pos = 0;
     mp_int_t got = 0;
     while (fl_scan_feed(s, d.buf, d.len, &pos)) {
-        mp_obj_list_append(out_o, new_bytes_lazy_hash(fl_scan_payload(s), s->plen));
+        mp_obj_list_append(out_o, new_bytes_copy(fl_scan_payload(s), s->plen));
         got++;
     }
     return MP_OBJ_NEW_SMALL_INT(got);

@@ -3,14 +3,12 @@
 from fieldlink.codec import serialframe as _pyframe
 from fieldlink.runtime import native
 
-_N = native._N  # the selection cell (runtime.native.use() changes its item): no call per frame
-
-
-def encode_frame(payload):
-    N = _N[0]
-    if N is None:
-        return _pyframe.encode_frame(payload)
-    return N.frame_encode(payload)  # one call: encoded straight into a new bytes object (str refused)
+if native.module() is None:
+    encode_frame = _pyframe.encode_frame
+else:
+    # the C function itself, chosen once at import (as the uplink imports it): no Python frame per call.
+    # Same results and errors (TypeError for str); the frame is a new bytes object.
+    encode_frame = native.module().frame_encode
 
 
 class NativeFrameDecoder:
