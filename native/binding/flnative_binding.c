@@ -175,21 +175,20 @@ static mp_obj_t frame_encode(mp_obj_t src_o) {
 }
 static MP_DEFINE_CONST_FUN_OBJ_1(frame_encode_obj, frame_encode);
 
-/* scan_feed_list(mem, data, out) -> number of payloads appended to the list out: all of data through the
- * scanner in one call (the serial read path: FrameDecoder.feed) */
-static mp_obj_t scan_feed_list(mp_obj_t mem_o, mp_obj_t data_o, mp_obj_t out_o) {
+/* scan_feed_list(mem, data) -> a new list of the payloads (bytes) that data completes: all of data through
+ * the scanner in one call (the serial read path: FrameDecoder.feed) */
+static mp_obj_t scan_feed_list(mp_obj_t mem_o, mp_obj_t data_o) {
     mp_buffer_info_t bi, d;
     fl_scanner *s = scanner(mem_o, &bi);
     mp_get_buffer_raise(data_o, &d, MP_BUFFER_READ);
+    mp_obj_t out = mp_obj_new_list(0, NULL);
     size_t pos = 0;
-    mp_int_t got = 0;
     while (fl_scan_feed(s, d.buf, d.len, &pos)) {
-        mp_obj_list_append(out_o, new_bytes_copy(fl_scan_payload(s), s->plen));
-        got++;
+        mp_obj_list_append(out, new_bytes_copy(fl_scan_payload(s), s->plen));
     }
-    return MP_OBJ_NEW_SMALL_INT(got);
+    return out;
 }
-static MP_DEFINE_CONST_FUN_OBJ_3(scan_feed_list_obj, scan_feed_list);
+static MP_DEFINE_CONST_FUN_OBJ_2(scan_feed_list_obj, scan_feed_list);
 
 /* scan_get(mem, field): 0 max_frame 1 cap 2 fill 3 skip 4 frames 5 crc_errors 6 framing_errors
  * 7 oversize 8 bytes_in 9 plen 10 payload offset in mem */

@@ -21,12 +21,11 @@ class NativeFrameDecoder:
         self._n = N
         self.max_frame = max_frame
         self._mem = bytearray(N.scan_size(max_frame))
+        self._feed = N.scan_feed_list
         N.scan_init(self._mem, max_frame)
 
     def feed(self, data):
-        out = []
-        self._n.scan_feed_list(self._mem, data, out)  # the whole chunk in one call
-        return out
+        return self._feed(self._mem, data)  # the whole chunk in one call, a new list of bytes
 
     def buffered(self):
         return self._n.scan_get(self._mem, 2)
