@@ -124,6 +124,72 @@ static mp_obj_t scan_feed(mp_obj_t mem_o, mp_obj_t data_o, mp_obj_t pos_o) {
 }
 static MP_DEFINE_CONST_FUN_OBJ_3(scan_feed_obj, scan_feed);
 
+/* nop(a, b) -> None: does nothing; bench/native.py measures the binding's call floor with it */
+static mp_obj_t nop(mp_obj_t a, mp_obj_t b) {
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_2(nop_obj, nop);
+
+/* New bytes objects for the frame paths, made as mp_obj_new_bytes() makes them (header and data allocated
+ * separately) but with hash 0: mp_obj_new_bytes() hashes every byte up front (qstr_compute_hash, a serial
+ * multiply-xor chain: about 2.5 us per KiB on x64, more than encoding the frame), and a str/bytes object
+ * with hash 0 is valid: its hash is computed when first asked for (py/objstr.h GET_STR_HASH,
+ * py/runtime.c MP_UNARY_OP_HASH). (Header and data in one block measured 6x slower on the unix port.) */
+static mp_obj_str_t *new_bytes_obj(uint8_t *data) {
+    mp_obj_str_t *o = m_new_obj(mp_obj_str_t);
+    o->base.type = &mp_type_bytes;
+    o->hash = 0;
+    o->data = data;
+    return o;
+}
+
+static mp_obj_t new_bytes_copy(const uint8_t *d, size_t n) {
+    uint8_t *data = m_new(uint8_t, n + 1);
+    fl_copy(data, d, n);
+    data[n] = 0;
+    mp_obj_str_t *o = new_bytes_obj(data);
+    o->len = n;
+    return MP_OBJ_FROM_PTR(o);
+}
+
+/* frame_encode(payload) -> bytes: the whole frame (with its 0x00) as one new object, encoded straight into
+ * its data (room for the largest frame the payload can give, fl_frame_max_encoded(): at most
+ * len // 254 + 1 bytes more than used, hidden by len). A str payload is refused as serialframe.encode_frame
+ * does (str has the buffer protocol here). */
+static mp_obj_t frame_encode(mp_obj_t src_o) {
+    mp_buffer_info_t s;
+    if (mp_obj_is_str(src_o)) {
+        mp_raise_TypeError(MP_ERROR_TEXT("frame payload must be bytes-like, not str"));
+    }
+    mp_get_buffer_raise(src_o, &s, MP_BUFFER_READ);
+    if (s.len > 0x3FFFFFF0u) {
+        mp_raise_ValueError(MP_ERROR_TEXT("payload too large"));
+    }
+    size_t need = fl_frame_max_encoded(s.len);
+    uint8_t *data = m_new(uint8_t, need + 1);
+    int32_t n = fl_frame_encode(s.buf, s.len, data, need);  /* cannot fail: need is the bound */
+    data[n] = 0;
+    mp_obj_str_t *o = new_bytes_obj(data);
+    o->len = (size_t)n;
+    return MP_OBJ_FROM_PTR(o);
+}
+static MP_DEFINE_CONST_FUN_OBJ_1(frame_encode_obj, frame_encode);
+
+/* scan_feed_list(mem, data) -> a new list of the payloads (bytes) that data completes: all of data through
+ * the scanner in one call (the serial read path: FrameDecoder.feed) */
+static mp_obj_t scan_feed_list(mp_obj_t mem_o, mp_obj_t data_o) {
+    mp_buffer_info_t bi, d;
+    fl_scanner *s = scanner(mem_o, &bi);
+    mp_get_buffer_raise(data_o, &d, MP_BUFFER_READ);
+    mp_obj_t out = mp_obj_new_list(0, NULL);
+    size_t pos = 0;
+    while (fl_scan_feed(s, d.buf, d.len, &pos)) {
+        mp_obj_list_append(out, new_bytes_copy(fl_scan_payload(s), s->plen));
+    }
+    return out;
+}
+static MP_DEFINE_CONST_FUN_OBJ_2(scan_feed_list_obj, scan_feed_list);
+
 /* scan_get(mem, field): 0 max_frame 1 cap 2 fill 3 skip 4 frames 5 crc_errors 6 framing_errors
  * 7 oversize 8 bytes_in 9 plen 10 payload offset in mem */
 static mp_obj_t scan_get(mp_obj_t mem_o, mp_obj_t f_o) {

@@ -19,6 +19,8 @@
 
 /* ---- CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection, no xor) ---- */
 uint16_t fl_crc16(const uint8_t *data, size_t n, uint16_t crc);
+/* copy n bytes forward, a word at a time; dst may overlap src only when dst <= src (no libc memcpy) */
+void fl_copy(uint8_t *dst, const uint8_t *src, size_t n);
 /* ---- CRC-32 (IEEE, zlib) ---- */
 uint32_t fl_crc32(const uint8_t *data, size_t n);
 

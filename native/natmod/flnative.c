@@ -21,6 +21,9 @@ mp_obj_t mpy_init(mp_obj_fun_bc_t *self, size_t n_args, size_t n_kw, mp_obj_t *a
     mp_store_global(MP_QSTR_scan_size, MP_OBJ_FROM_PTR(&scan_size_obj));
     mp_store_global(MP_QSTR_scan_init, MP_OBJ_FROM_PTR(&scan_init_obj));
     mp_store_global(MP_QSTR_scan_feed, MP_OBJ_FROM_PTR(&scan_feed_obj));
+    mp_store_global(MP_QSTR_scan_feed_list, MP_OBJ_FROM_PTR(&scan_feed_list_obj));
+    mp_store_global(MP_QSTR_frame_encode, MP_OBJ_FROM_PTR(&frame_encode_obj));
+    mp_store_global(MP_QSTR_nop, MP_OBJ_FROM_PTR(&nop_obj));
     mp_store_global(MP_QSTR_scan_get, MP_OBJ_FROM_PTR(&scan_get_obj));
     mp_store_global(MP_QSTR_scan_reset, MP_OBJ_FROM_PTR(&scan_reset_obj));
     mp_store_global(MP_QSTR_prog_size, MP_OBJ_FROM_PTR(&prog_size_obj));
@@ -32,7 +35,7 @@ mp_obj_t mpy_init(mp_obj_fun_bc_t *self, size_t n_args, size_t n_kw, mp_obj_t *a
     mp_store_global(MP_QSTR_vm_set_input, MP_OBJ_FROM_PTR(&vm_set_input_obj));
     mp_store_global(MP_QSTR_vm_run, MP_OBJ_FROM_PTR(&vm_run_obj));
     /* binding API version: the device wrapper checks it */
-    mp_store_global(MP_QSTR_FORMAT, MP_OBJ_NEW_SMALL_INT(1));
+    mp_store_global(MP_QSTR_FORMAT, MP_OBJ_NEW_SMALL_INT(2));
 
     MP_DYNRUNTIME_INIT_EXIT
 }

@@ -2,13 +2,14 @@
  * functions and API as the dynamic native module (native/natmod). */
 #include "py/runtime.h"
 #include "py/obj.h"
+#include "py/objstr.h"
 
 #include "fl_core.h"
 #include "flnative_binding.c"  /* included, not compiled on its own */
 
 static const mp_rom_map_elem_t flnative_globals_table[] = {
     { MP_ROM_QSTR(MP_QSTR___name__), MP_ROM_QSTR(MP_QSTR_flnative) },
-    { MP_ROM_QSTR(MP_QSTR_FORMAT), MP_ROM_INT(1) },
+    { MP_ROM_QSTR(MP_QSTR_FORMAT), MP_ROM_INT(2) },
     { MP_ROM_QSTR(MP_QSTR_crc16), MP_ROM_PTR(&crc16_obj) },
     { MP_ROM_QSTR(MP_QSTR_cobs_encode_into), MP_ROM_PTR(&cobs_encode_into_obj) },
     { MP_ROM_QSTR(MP_QSTR_cobs_decode_into), MP_ROM_PTR(&cobs_decode_into_obj) },
@@ -17,6 +18,9 @@ static const mp_rom_map_elem_t flnative_globals_table[] = {
     { MP_ROM_QSTR(MP_QSTR_scan_size), MP_ROM_PTR(&scan_size_obj) },
     { MP_ROM_QSTR(MP_QSTR_scan_init), MP_ROM_PTR(&scan_init_obj) },
     { MP_ROM_QSTR(MP_QSTR_scan_feed), MP_ROM_PTR(&scan_feed_obj) },
+    { MP_ROM_QSTR(MP_QSTR_scan_feed_list), MP_ROM_PTR(&scan_feed_list_obj) },
+    { MP_ROM_QSTR(MP_QSTR_frame_encode), MP_ROM_PTR(&frame_encode_obj) },
+    { MP_ROM_QSTR(MP_QSTR_nop), MP_ROM_PTR(&nop_obj) },
     { MP_ROM_QSTR(MP_QSTR_scan_get), MP_ROM_PTR(&scan_get_obj) },
     { MP_ROM_QSTR(MP_QSTR_scan_reset), MP_ROM_PTR(&scan_reset_obj) },
     { MP_ROM_QSTR(MP_QSTR_prog_size), MP_ROM_PTR(&prog_size_obj) },

@@ -107,6 +107,7 @@ def _cases():
         ("inconsistent", simple(T + T + bytes([O.JNZ, 9, 0]) + T, max_stack=3), "inconsistent stack depth"),
         ("unreachable", simple(T + bytes([O.JMP, 7, 0]) + T), "unreachable code at 5"),
         ("mid instruction", simple(T + bytes([O.JNZ, 6, 0, O.PUSHK, 0, O.NOT])), "middle of an instruction"),
+        ("two mid instruction", simple(TWO_MID_JUMPS, max_stack=2), "middle of an instruction (13)"),
         ("cond leaves 2", simple(T + T), "leaves 2 values on the stack, expected 1"),
         ("then leaves 1", simple(T, then=T + THEN), "leaves 1 values on the stack, expected 0"),
         ("action count", prog(n_actions=3), "action count field says 3"),
@@ -125,6 +126,22 @@ def test_every_rejection_reason():
     for name, blob, reason in _cases():
         e = raises(VerifyError, verify, blob)
         assert reason in str(e), "%s: got %r, want %r" % (name, str(e), reason)
+
+
+# Two jumps into the middle of instructions: JNZ at 2 -> 13 (inside PUSHK at 12), JNZ at 7 -> 11 (inside
+# PUSHK at 10). docs/rules.md: the first bad jump in code order names its target, so 13, not the smaller
+# 11. MicroPython's dict iterates by hash, where 11 comes before 13 (the bug this pins).
+TWO_MID_JUMPS = bytes([O.PUSHS, 1, O.JNZ, 13, 0, O.PUSHS, 1, O.JNZ, 11, 0,
+                       O.PUSHK, 0, O.PUSHK, 0, O.AND])
+
+
+def test_two_bad_jumps_report_the_first_in_code_order():
+    e = raises(VerifyError, verify, simple(TWO_MID_JUMPS, max_stack=2))
+    assert str(e) == "rule 0 condition: jump into the middle of an instruction (13)", str(e)
+    # the same two faults with the bad targets in ascending order: still the first jump's target
+    asc = bytes([O.PUSHS, 1, O.JNZ, 11, 0, O.PUSHS, 1, O.JNZ, 13, 0, O.PUSHK, 0, O.PUSHK, 0, O.AND])
+    e = raises(VerifyError, verify, simple(asc, max_stack=2))
+    assert str(e) == "rule 0 condition: jump into the middle of an instruction (11)", str(e)
 
 
 def test_every_fail_site_is_covered():

@@ -3,16 +3,12 @@
 from fieldlink.codec import serialframe as _pyframe
 from fieldlink.runtime import native
 
-def encode_frame(payload):
-    N = native.module()
-    if N is None:
-        return _pyframe.encode_frame(payload)
-    if isinstance(payload, str):
-        raise TypeError("frame payload must be bytes-like, not str")
-    n = len(payload) + 2
-    buf = bytearray(n + n // 254 + 2)
-    m = N.frame_encode_into(payload, buf)
-    return bytes(memoryview(buf)[:m])
+if native.module() is None:
+    encode_frame = _pyframe.encode_frame
+else:
+    # the C function itself, chosen once at import (as the uplink imports it): no Python frame per call.
+    # Same results and errors (TypeError for str); the frame is a new bytes object.
+    encode_frame = native.module().frame_encode
 
 
 class NativeFrameDecoder:
@@ -25,20 +21,11 @@ class NativeFrameDecoder:
         self._n = N
         self.max_frame = max_frame
         self._mem = bytearray(N.scan_size(max_frame))
+        self._feed = N.scan_feed_list
         N.scan_init(self._mem, max_frame)
-        self._mv = memoryview(self._mem)
-        self._off = N.scan_get(self._mem, 10)
 
     def feed(self, data):
-        N = self._n
-        mem = self._mem
-        out = []
-        pos = 0
-        while True:
-            pos = N.scan_feed(mem, data, pos)
-            if pos < 0:
-                return out
-            out.append(bytes(self._mv[self._off:self._off + N.scan_get(mem, 9)]))
+        return self._feed(self._mem, data)  # the whole chunk in one call, a new list of bytes
 
     def buffered(self):
         return self._n.scan_get(self._mem, 2)

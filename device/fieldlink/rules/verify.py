@@ -262,6 +262,7 @@ def _check_segment(ctx, start, end, actions_ok, end_depth, where):
     Returns (max depth, number of output actions)."""
     code, consts, kinds, win_cap, ni, nk, nr, ns, nw, nh, hyst_used = ctx
     depth_at = {start: 0}
+    jumps = []  # jump targets in code order: the boundary check below must not follow dict order
     pc = start
     deepest = 0
     outputs = 0
@@ -352,13 +353,16 @@ def _check_segment(ctx, start, end, actions_ok, end_depth, where):
             if target > end:
                 _fail("%s: jump target %d outside its segment at %d" % (where, target, pc))
             _merge(where, depth_at, target, d)
+            jumps.append(target)
             if op != O.JMP:
                 _merge(where, depth_at, nxt, d)
         else:
             _merge(where, depth_at, nxt, d)
         pc = nxt
-    # jump targets must land on instruction boundaries: every recorded pc was visited or is the end
-    for t in depth_at:
+    # jump targets must land on instruction boundaries. With several bad targets the first JUMP in code
+    # order names its target (as the C verifier does): iterating depth_at would follow dict order, which
+    # is insertion order on CPython but hash order on MicroPython.
+    for t in jumps:
         if t != end and not _visited(code, start, t):
             _fail("%s: jump into the middle of an instruction (%d)" % (where, t))
     if depth_at.get(end) != end_depth:  # the end is always recorded once the checks above passed

@@ -11,7 +11,7 @@
 
 try:
     import flnative as _flnative
-    if getattr(_flnative, "FORMAT", 0) != 1:  # a module built from another binding version
+    if getattr(_flnative, "FORMAT", 0) != 2:  # a module built from another binding version
         _flnative = None
 except ImportError:
     _flnative = None

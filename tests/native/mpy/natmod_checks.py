@@ -60,8 +60,19 @@ def check_codecs(v):
         fr = bytearray(len(data) + 2 + (len(data) + 2) // 254 + 2)
         n = N.frame_encode_into(data, fr)
         assert bytes(fr[:n]) == encode_frame(data) == H(item["frame"])
+        # frame_encode: a new bytes object whose hash is computed lazily (built with hash 0)
+        fe = N.frame_encode(data)
+        assert type(fe) is bytes and fe == H(item["frame"]) and len(fe) == n
+        assert hash(fe) == hash(H(item["frame"])) and {fe: 1}[H(item["frame"])] == 1
+        assert {H(item["frame"]): 2}[N.frame_encode(bytearray(data))] == 2
         out = bytearray(n)
         assert N.frame_decode_into(fr[:n - 1], out) == len(data) and bytes(out[:len(data)]) == data
+    try:
+        N.frame_encode("text")
+        raise AssertionError("str payload accepted")
+    except TypeError:
+        pass
+    assert N.nop(1, 2) is None
     assert N.frame_decode_into(b"\x02\x41", bytearray(4)) == -4  # FL_E_SHORT
     assert N.cobs_decode_into(b"\x05\x11", 2, bytearray(4)) == -3  # FL_E_COBS_TRUNC
 
@@ -78,6 +89,11 @@ def check_scanner(v):
             got = d.feed(stream[:cut]) + d.feed(stream[cut:])
             assert got == want, (cut, got, want)
             assert d.stats() == py.stats(), (cut, d.stats(), py.stats())
+            # scan_feed_list: a whole chunk per call, the payloads appended to the caller's list
+            d2 = NatDecoder(mf)
+            got = N.scan_feed_list(d2.mem, memoryview(stream)[:cut]) + N.scan_feed_list(d2.mem, stream[cut:])
+            assert got == want and all(type(p) is bytes for p in got), (cut, got, want)
+            assert d2.stats() == py.stats(), (cut, d2.stats(), py.stats())
 
 
 class NatVM:
