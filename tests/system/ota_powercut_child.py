@@ -96,11 +96,13 @@ def _sim_reboot(root):
     _sim_boot(root)
 
 
-def _fw_update(root, store):
+def _fw_update(root, store, report=False):
     from otakit import manifest
     up = Updater(store, root, board=BOARD, mpy=RUNTIME_MPY)
     m, sig = manifest(OWNER, "firmware", FW_NEW, 2, "2.0")
     s = up.begin(m, sig)
+    if report:
+        print("@resume %d" % s.offset)
     send(s, FW_NEW, 1500)
     s.finish()
 
@@ -155,16 +157,32 @@ def fw_main(mode, root, store):
         assert r["state"] == "confirmed", r
         print("@steps %d" % n[0])
     elif mode == "fwrecover":
+        # NOR flash: every program must land on erased bytes (the updater erases a sector before its
+        # first piece, and rebuilds a sector whose tail a cut may have programmed)
+        import esp32
+        dirty = []
+        orig = esp32._Store.program
+
+        def program(self, off, data):
+            if self.label == "ota_1" and self.read(off, len(data)) != b"\xff" * len(data):
+                dirty.append(off)
+            orig(self, off, data)
+        esp32._Store.program = program
+        steps = []
+        fsio.set_hook(steps.append)
         _fw_settle(root, store)
         print("@state " + json.dumps(_fw_state(root, store)))
         try:
-            _fw_update(root, store)
+            _fw_update(root, store, report=True)
             _sim_reboot(root)
             _fw_settle(root, store)
             _sim_reboot(root)
         except OtaError as e:
             print("@refused " + e.reason)
-        print("@final " + json.dumps(_fw_state(root, store)))
+        fin = _fw_state(root, store)
+        fin["dirty"] = len(dirty)
+        fin["rebuilt"] = len([n for n in steps if n.endswith(" prefix")])
+        print("@final " + json.dumps(fin))
 
 
 def main():

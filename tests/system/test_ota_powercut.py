@@ -100,6 +100,7 @@ def _fw_check(out: str, where: str) -> str:
     fin = _line(out, "@final")
     assert fin["running"] == "ota_1" and fin["version"] == "2.0" and fin["counter"] == 2, (where, out)
     assert fin["state"] == "valid" and not fin["trial"]
+    assert fin["dirty"] == 0, (where, "programmed flash that was not erased")
     return str(st["running"])
 
 
@@ -113,11 +114,18 @@ def test_power_cut_at_every_step_of_a_firmware_update_and_its_confirmation(tmp_p
     n_confirm = int(_run("fwconfirm", str(probe)).split("@steps ")[1].split()[0])
     assert n_update >= 6 and n_confirm >= 2  # flash blocks, progress records, trial, set_boot; mark valid, record
     seen = []
+    rebuilt = 0
     for k in range(1, n_update + 1):
         root = tmp_path / f"u{k}"
         shutil.copytree(template, root)
         step = _cut(root, k, "fwupdate")
-        seen.append(_fw_check(_run("fwrecover", str(root)), f"update cut {k} ({step})"))
+        out = _run("fwrecover", str(root))
+        seen.append(_fw_check(out, f"update cut {k} ({step})"))
+        rebuilt += int(str(_line(out, "@final")["rebuilt"]))
+        if step.startswith("flash ota_1 piece "):  # cut before piece N: pieces 0..N-1 are kept
+            resume = int(out.split("@resume ")[1].split()[0])
+            assert resume == 512 * int(step.split()[-1]), (step, resume)
+    assert rebuilt, "no cut left a programmed, unrecorded piece behind (the sector rebuild never ran)"
     for k in range(1, n_confirm + 1):
         root = tmp_path / f"c{k}"
         shutil.copytree(template, root)
