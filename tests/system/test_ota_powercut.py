@@ -176,8 +176,10 @@ def test_power_cut_at_every_step_of_a_rules_or_keys_update(tmp_path: Path, kind:
             assert (st["runs"] == fin["new"]) or not new, where
             assert fin["runs"] == fin["new"], (where, out)
         else:
-            assert len(st["runs"]) == (2 if new else 1) and not st["retired"], where
-            assert len(fin["runs"]) == 2, (where, out)
+            runs, fin_runs = st["runs"], fin["runs"]
+            assert isinstance(runs, list) and isinstance(fin_runs, list), where
+            assert len(runs) == (2 if new else 1) and not st["retired"], where
+            assert len(fin_runs) == 2, (where, out)
         assert fin["counter"] == 2 and fin["version"] == "2.0", (where, out)
         if "@refused " in out:  # only an update that was already complete is refused again
             assert new and "@refused replay" in out, (where, out)
