@@ -40,6 +40,10 @@ class FakeUpdater:
         upd = self
 
         class Session:
+            @property
+            def offset(self):       # the resume point: everything written is kept (a flash slot)
+                return len(upd.slot)
+
             def write(self, off, data):
                 assert off <= len(upd.slot), (off, len(upd.slot))
                 upd.slot = bytearray(upd.slot[:off]) + bytes(data)

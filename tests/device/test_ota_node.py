@@ -6,7 +6,7 @@ import sys
 
 import asyncio
 
-from devtest import raises
+from devtest import raises, tmpdir
 from otakit import BOARD, Key, app_files, app_update, board_root, hx, manifest, read, send
 from test_node_support import NODE_CFG
 
@@ -207,3 +207,21 @@ def test_node_status_reports_ota_and_a_real_node_passes_the_self_test():
     assert _run(hook.supervise(r.node, None, poll_ms=10)) is True
     assert r.node.status()["ota"]["counters"] == {"app": 2}
     assert [e["ev"] for e in r.node.events] == ["ota_confirmed"]
+
+
+def test_a_sensor_warming_up_passes_the_self_test_a_failing_one_does_not():
+    from test_node import Rig
+    r = Rig()
+    hook = OtaHook(tmpdir("warm") + "/fl/data", None, BOARD)
+    real = r.node.sensors.read
+    for err, ok in (("not_ready", True), ("io", False), ("crc", False)):
+        def read(name, now=None, err=err):
+            v = real(name, now)
+            v["valid"] = False
+            v["error"] = err
+            return v
+        r.node.sensors.read = read
+        st = r.node.self_test()
+        assert st["ok"] is ok, (err, st)
+        good, reason = hook.self_test(r.node)
+        assert good is ok and (ok or reason.startswith("sensor ")), (err, reason)

@@ -9,6 +9,8 @@
 #   fwsetup / fwupdate [CUT] / fwconfirm [CUT] / fwrecover   the same for a firmware update on the virtual
 #            board's esp32.Partition (each process start is a board boot; fwconfirm = boot + self-test +
 #            confirm; fwrecover reboots in-process as long as the boot asks for it)
+#   rksetup / rkupdate KIND [CUT] / rkrecover KIND   a rules or keys update (no reboot, no confirmation):
+#            rkrecover reports what the board would run / trust now, then runs the update to the end
 import sys
 
 try:
@@ -96,11 +98,13 @@ def _sim_reboot(root):
     _sim_boot(root)
 
 
-def _fw_update(root, store):
+def _fw_update(root, store, report=False):
     from otakit import manifest
     up = Updater(store, root, board=BOARD, mpy=RUNTIME_MPY)
     m, sig = manifest(OWNER, "firmware", FW_NEW, 2, "2.0")
     s = up.begin(m, sig)
+    if report:
+        print("@resume %d" % s.offset)
     send(s, FW_NEW, 1500)
     s.finish()
 
@@ -155,20 +159,109 @@ def fw_main(mode, root, store):
         assert r["state"] == "confirmed", r
         print("@steps %d" % n[0])
     elif mode == "fwrecover":
+        # NOR flash: every program must land on erased bytes (the updater erases a sector before its
+        # first piece, and rebuilds a sector whose tail a cut may have programmed)
+        import esp32
+        dirty = []
+        orig = esp32._Store.program
+
+        def program(self, off, data):
+            if self.label == "ota_1" and self.read(off, len(data)) != b"\xff" * len(data):
+                dirty.append(off)
+            orig(self, off, data)
+        esp32._Store.program = program
+        steps = []
+        fsio.set_hook(steps.append)
         _fw_settle(root, store)
         print("@state " + json.dumps(_fw_state(root, store)))
         try:
-            _fw_update(root, store)
+            _fw_update(root, store, report=True)
             _sim_reboot(root)
             _fw_settle(root, store)
             _sim_reboot(root)
         except OtaError as e:
             print("@refused " + e.reason)
-        print("@final " + json.dumps(_fw_state(root, store)))
+        fin = _fw_state(root, store)
+        fin["dirty"] = len(dirty)
+        fin["rebuilt"] = len([n for n in steps if n.endswith(" prefix")])
+        print("@final " + json.dumps(fin))
+
+
+NEXT = Key(b"\x08" * 32)
+
+
+def _rk_update(kind, store, root):
+    from otakit import manifest
+    from fieldlink.rules.verify import verify
+    from test_rules_verify import prog
+    if kind == "rules":
+        payload = prog()
+    else:
+        payload = ('{"fieldlink_keys":1,"keys":["%s","%s"]}' % (fsio.hexs(NEXT.pub), fsio.hexs(OWNER.pub))).encode()
+    m, sig = manifest(OWNER, kind, payload, 2, "2.0")
+    up = Updater(store, root, board=BOARD, mpy=RUNTIME_MPY, verify_rules=verify)
+    s = up.begin(m, sig)
+    send(s, payload, 40)
+    s.finish()
+    return payload
+
+
+def _rk_state(kind, store):
+    """What a booting node would use: the persisted rules program if its envelope signs it (else the
+    bundled one, "bundled"), or the trusted keys; with the counter and version of that kind."""
+    from fieldlink.ota import rules_sig
+    st = State(store).d
+    r = {"counter": st["counters"].get(kind), "version": st["versions"].get(kind),
+         "keep": bootsel._read(store + "/keep.txt")}
+    if kind == "rules":
+        try:
+            p = fsio.read(store + "/rules.bin")
+        except OSError:
+            p = None
+        ok = False
+        if p is not None:
+            try:
+                ok = rules_sig.check(store, p, BOARD, rules_sig.envelope(store)) is None
+            except OtaError:
+                ok = False
+        r["runs"] = fsio.hexs(sha256(p).digest()) if ok else "bundled"
+    else:
+        r["runs"] = sorted(st["keys"])
+        r["retired"] = sorted(st["retired"])
+    return r
+
+
+def rk_main(mode, kind, root, store):
+    if mode == "rksetup":
+        import os
+        r, s = board_root("pcrk", keys=[OWNER])
+        os.rename(r + "/fl", root + "/fl")
+        with open(store + "/keep.txt", "w") as f:
+            f.write(KEEP)
+        print("@ok")
+    elif mode == "rkupdate":
+        cut = int(sys.argv[4]) if len(sys.argv) > 4 else None
+        n = _steps(cut)
+        _rk_update(kind, store, root)
+        print("@steps %d" % n[0])
+    elif mode == "rkrecover":
+        print("@state " + json.dumps(_rk_state(kind, store)))
+        try:
+            _rk_update(kind, store, root)
+        except OtaError as e:
+            print("@refused " + e.reason)  # replay: the cut came after the activation
+        fin = _rk_state(kind, store)
+        if kind == "rules":
+            from test_rules_verify import prog
+            fin["new"] = fsio.hexs(sha256(prog()).digest())
+        print("@final " + json.dumps(fin))
 
 
 def main():
     mode, root = sys.argv[1], sys.argv[2]
+    if mode.startswith("rk"):
+        rk_main(mode, sys.argv[3], root, root + "/fl/data")
+        return
     if mode.startswith("fw"):
         fw_main(mode, root, root + "/fl/data")
         return

@@ -80,6 +80,17 @@ def test_ota_transfer_bench_rows_and_json() -> None:
                                   "kbps_virtual_air_loss20_cpython")), d
 
 
+def test_ota_bench_json_and_table() -> None:
+    import json
+    # issue 13: `python bench/ota.py --json` is one JSON object with efficiency and efficiency_loss20
+    out = run_bench("bench/ota.py", "--quick", "--n", "3", "--json")
+    d = json.loads(out.strip().splitlines()[-1])
+    assert 0.8 <= d["efficiency"] < 1 and 0 < d["efficiency_loss20"] < d["efficiency"], d
+    assert d["ed25519_verify_ms"] > 0 and d["ed25519_verify_ms_cpython"] > 0 and d["kbps_virtual_air_loss20"] > 0, d
+    table = run_bench("bench/ota.py", "--quick", "--n", "3")
+    assert "verify" in table and "efficiency" in table.lower(), table
+
+
 def test_bridge_bench_json() -> None:
     import json
     r = json.loads(run_bench("bench/bridge.py", "--quick", "--json").strip().splitlines()[-1])

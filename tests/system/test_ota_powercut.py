@@ -100,6 +100,7 @@ def _fw_check(out: str, where: str) -> str:
     fin = _line(out, "@final")
     assert fin["running"] == "ota_1" and fin["version"] == "2.0" and fin["counter"] == 2, (where, out)
     assert fin["state"] == "valid" and not fin["trial"]
+    assert fin["dirty"] == 0, (where, "programmed flash that was not erased")
     return str(st["running"])
 
 
@@ -113,11 +114,18 @@ def test_power_cut_at_every_step_of_a_firmware_update_and_its_confirmation(tmp_p
     n_confirm = int(_run("fwconfirm", str(probe)).split("@steps ")[1].split()[0])
     assert n_update >= 6 and n_confirm >= 2  # flash blocks, progress records, trial, set_boot; mark valid, record
     seen = []
+    rebuilt = 0
     for k in range(1, n_update + 1):
         root = tmp_path / f"u{k}"
         shutil.copytree(template, root)
         step = _cut(root, k, "fwupdate")
-        seen.append(_fw_check(_run("fwrecover", str(root)), f"update cut {k} ({step})"))
+        out = _run("fwrecover", str(root))
+        seen.append(_fw_check(out, f"update cut {k} ({step})"))
+        rebuilt += int(str(_line(out, "@final")["rebuilt"]))
+        if step.startswith("flash ota_1 piece "):  # cut before piece N: pieces 0..N-1 are kept
+            resume = int(out.split("@resume ")[1].split()[0])
+            assert resume == 512 * int(step.split()[-1]), (step, resume)
+    assert rebuilt, "no cut left a programmed, unrecorded piece behind (the sector rebuild never ran)"
     for k in range(1, n_confirm + 1):
         root = tmp_path / f"c{k}"
         shutil.copytree(template, root)
@@ -125,3 +133,55 @@ def test_power_cut_at_every_step_of_a_firmware_update_and_its_confirmation(tmp_p
         step = _cut(root, k, "fwconfirm")
         seen.append(_fw_check(_run("fwrecover", str(root)), f"confirm cut {k} ({step})"))
     assert "ota_0" in seen and "ota_1" in seen, seen  # cuts before and after the switch were both exercised
+
+
+@pytest.mark.parametrize("kind", ["rules", "keys"])
+def test_power_cut_at_every_step_of_a_rules_or_keys_update(tmp_path: Path, kind: str) -> None:
+    """A rules or keys update activates without a reboot: after a cut at any step the board runs the
+    old program / trusts the old keys with the old counter, or the new ones with the new counter,
+    never a program its envelope does not sign; then the same update completes."""
+    template = tmp_path / "template"
+    template.mkdir()
+    _run("rksetup", str(template), kind)
+    probe = tmp_path / "probe"
+    shutil.copytree(template, probe)
+    steps = int(_run("rkupdate", str(probe), kind).split("@steps ")[1].split()[0])
+    assert steps >= 4  # session record, stage appends, envelope/rules or the key record, cleanup
+    seen = set()
+    for k in range(1, steps + 1):
+        root = tmp_path / f"cut{k}"
+        shutil.copytree(template, root)
+        proc = subprocess.Popen([micropython_binary(), str(CHILD), "rkupdate", str(root), kind, str(k)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=_env())
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            assert line.startswith(f"@at {k} "), line + (proc.stderr.read() if proc.stderr else "")
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        out = _run("rkrecover", str(root), kind)
+        st, fin = _line(out, "@state"), _line(out, "@final")
+        where = f"{kind} cut at step {k} ({line.strip()}): {st}"
+        assert st["keep"] == "relay state: fan on", where
+        new = st["counter"] == 2
+        assert st["counter"] in (None, 2) and (st["version"] == "2.0") == new, where
+        if kind == "rules":
+            # the node runs either the bundled program or exactly the new signed one (its envelope matches)
+            assert st["runs"] in ("bundled", fin["new"]), where
+            assert (st["runs"] == fin["new"]) or not new, where
+            assert fin["runs"] == fin["new"], (where, out)
+        else:
+            runs, fin_runs = st["runs"], fin["runs"]
+            assert isinstance(runs, list) and isinstance(fin_runs, list), where
+            assert len(runs) == (2 if new else 1) and not st["retired"], where
+            assert len(fin_runs) == 2, (where, out)
+        assert fin["counter"] == 2 and fin["version"] == "2.0", (where, out)
+        if "@refused " in out:  # only an update that was already complete is refused again
+            assert new and "@refused replay" in out, (where, out)
+        seen.add(new)
+    assert seen == {False, True}  # cuts before and after the activation were both exercised

@@ -197,7 +197,9 @@ class Node(RoleBase):
                     continue
                 try:
                     r = self.sensors.read(name, self.clock())
-                    good = bool(r.get("valid"))
+                    # a sensor still warming up (NotReady: an MQ135 heats for minutes) answered: it is
+                    # there; an OTA trial must not roll back because of its preheat time
+                    good = bool(r.get("valid")) or r.get("error") == "not_ready"
                 except Exception:
                     good = False
                 res["sensors"][name] = good

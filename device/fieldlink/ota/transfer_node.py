@@ -10,10 +10,10 @@
 # here: the signed manifest goes to updater.begin(manifest, sig) -> session, which verifies it before
 # a single payload byte is accepted (a refusal ends the transfer with that reason); payload bytes go to
 # session.write(offset, data) in order, session.finish() verifies and activates (raises on failure).
-# Resume after a power cut: the header is kept in DIR/hdr.bin and the position in DIR/rx.json (every
-# `block` chunks, after the data it covers); the session is opened again with the same manifest and
-# continues at the recorded offset (the updater must accept a first write at a non-zero offset of
-# the same manifest, re-hashing what its slot already holds at finish).
+# Resume after a power cut: the header is kept in DIR/hdr.bin and the image id in DIR/rx.json; the
+# session is opened again with the same manifest and the transfer continues at the chunk holding the
+# updater's resume point (session.offset: what is durably on flash, re-hashed by the updater), so
+# what the node lost is at most the chunks in flight plus one firmware piece (< 2 windows).
 import json
 import os
 
@@ -54,33 +54,37 @@ class BlobSink:
     def begin(self, sid, cid, size, chunk):
         st = self._load()
         resume = 0
-        if isinstance(st, dict) and st.get("cid") == cid and st.get("size") == size and st.get("chunk") == chunk:
-            resume = st.get("next", 0)
         self.session = None
+        self.done = None
         self.hdr = bytearray()
         self.need = 6
         self.chunk = chunk
-        if resume:
+        if isinstance(st, dict) and st.get("cid") == cid and st.get("size") == size:
             try:
                 with open(self.dir + "/hdr.bin", "rb") as f:
                     self.hdr = bytearray(f.read())
                 self._parse_len()
-                if len(self.hdr) != self.need or resume * chunk < self.need or \
-                        image_id(bytes(self.hdr[6:self.need - SIG_LEN])) != cid:
-                    resume = 0      # no complete header of this image on flash: start over
-                else:
+                if len(self.hdr) == self.need and image_id(bytes(self.hdr[6:self.need - SIG_LEN])) == cid:
                     self._open()    # verifies the manifest again before any further payload byte
-                    # the updater's own resume point (its last complete block) is the truth
+                    if self.done is not None:   # activated before the cut, FIN never sent
+                        return self._state(cid, size, chunk, (size + chunk - 1) // chunk, st)
+                    # the updater's resume point (the bytes durably on flash) is the truth: nothing it
+                    # holds is sent again, whatever chunk size this session uses
                     off = getattr(self.session, "offset", None)
-                    if isinstance(off, int) and self.need + off < resume * chunk:
+                    if isinstance(off, int) and (self.need + off) // chunk * chunk >= self.need:
                         resume = (self.need + off) // chunk
             except (OSError, ValueError):
                 resume = 0
-            if not resume:
+            if not resume:  # from chunk 0: the header comes again (an open session skips what it has)
+                self.session = None
                 self.hdr = bytearray()
                 self.need = 6
+        return self._state(cid, size, chunk, resume, st)
+
+    def _state(self, cid, size, chunk, resume, old):
         self.state = {"cid": cid, "size": size, "chunk": chunk, "next": resume}
-        self._save()
+        if old != self.state:
+            self._save()
         self.next = resume
         return resume
 
@@ -95,7 +99,23 @@ class BlobSink:
         h = bytes(self.hdr[:self.need])
         m = h[6:self.need - SIG_LEN]
         sig = h[self.need - SIG_LEN:]
-        self.session = self.updater.begin(m, sig)
+        try:
+            self.session = self.updater.begin(m, sig)
+        except Exception as e:  # noqa: BLE001 - OtaError; re-raised unless this update is already in
+            if getattr(e, "reason", None) not in ("busy", "replay") or not self._applied(m):
+                raise
+            d = json.loads(m)
+            self.done = {"kind": d["kind"], "version": d["version"], "counter": d["counter"], "reboot": False}
+
+    def _applied(self, m):
+        """The update of this (verified: the refusal came after the signature check) manifest was
+        activated before a power cut ate its FIN: on trial now, or installed with its counter."""
+        d = json.loads(m)
+        st = self.updater.status()
+        t = st.get("trial")
+        if t is not None and t.get("kind") == d["kind"] and t.get("version") == d["version"]:
+            return True
+        return st["versions"].get(d["kind"]) == d["version"] and st["counters"].get(d["kind"]) == d["counter"]
 
     def write(self, off, data):
         mv = memoryview(data)
@@ -113,16 +133,15 @@ class BlobSink:
                 with open(self.dir + "/hdr.bin", "wb") as f:
                     f.write(self.hdr)
                 self._open()
-        if len(mv):
+        if len(mv) and self.done is None:
             self.session.write(off - self.need, mv)
         self.next += 1
-        if self.next % self.block == 0:
-            self.state["next"] = self.next
-            self._save()
 
     def finish(self):
         self.state["next"] = self.next
         self._save()
+        if self.done is not None:
+            return True, self.done
         if self.session is None:
             return False, "truncated"
         try:

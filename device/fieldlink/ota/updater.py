@@ -17,7 +17,9 @@ from fieldlink.ota import fsio
 from fieldlink.ota.manifest import KINDS, OtaError, check, mpy_loadable, runtime_mpy, safe_path
 from fieldlink.ota.state import State, parse_owner_keys
 
-BLOCK = 4096  # firmware: flash sector; progress is persisted per block
+BLOCK = 4096  # firmware: flash sector (erase unit) = esp32.Partition block
+PIECE = 512  # firmware: written and recorded per piece, so a resume resends < 2 transfer windows
+PIECES = BLOCK // PIECE
 SLOTS = ("a", "b")
 BUNDLE_FORMAT = "fieldlink-bundle/1"
 BUNDLE_MANIFEST = "manifest.json"
@@ -105,6 +107,8 @@ class Updater:
     def _drop_session(self, old):
         fsio.remove(self.session_path)
         fsio.remove(self.dir + "/stage.bin")
+        fsio.remove(self.dir + "/fwprog.bin")
+        fsio.remove(self.dir + "/fwsec.bin")
 
     def status(self):
         d = self.state.reload()
@@ -149,7 +153,6 @@ class Session:
         elif self.kind == "firmware":
             part = self._partition(None)
             self.rec["label"] = part.info()[4]
-            self.rec["blocks"] = 0
         self._save()
         self._setup()
 
@@ -174,8 +177,11 @@ class Session:
             self.fpos = 0
         elif self.kind == "firmware":
             self.part = self._partition(self.rec["label"])
+            self.prog = self.up.dir + "/fwprog.bin"  # one byte per piece on flash (its size = progress)
+            self.secf = self.up.dir + "/fwsec.bin"  # a sector's recorded prefix while it is rebuilt
             self.buf = bytearray(BLOCK)
             self.blen = 0
+            self.pieces = 0
         else:
             self.stage = self.up.dir + "/stage.bin"
 
@@ -201,14 +207,7 @@ class Session:
                 self._file_done()
             self._empty_files()
         elif self.kind == "firmware":
-            n = int(self.rec.get("blocks", 0))
-            upto = min(n * BLOCK, self.total)  # the last block may be padded with 0xFF
-            blk = bytearray(BLOCK)
-            mv = memoryview(blk)
-            for i in range(n):
-                self.part.readblocks(i, blk)
-                self.h.update(mv[:min(BLOCK, upto - i * BLOCK)])
-            self.offset = upto
+            self._fw_resume()
         else:
             if fsio.exists(self.stage):
                 self.h = fsio.sha256_file(self.stage)
@@ -322,24 +321,64 @@ class Session:
             raise OtaError("bad_image", "firmware image does not start with the 0xE9 magic")
         self.h.update(data)
         self.offset += len(data)
-        buf = self.buf  # one preallocated block
+        buf = self.buf  # one preallocated piece buffer
         i = 0
         n = len(data)
         while i < n:
-            k = min(n - i, BLOCK - self.blen)
+            k = min(n - i, PIECE - self.blen)
             buf[self.blen:self.blen + k] = data[i:i + k]
             self.blen += k
             i += k
-            if self.blen == BLOCK:
-                self._flush_block(buf)
+            if self.blen == PIECE:
+                self._flush_piece(memoryview(buf)[:PIECE])
                 self.blen = 0
 
-    def _flush_block(self, blk):
-        n = int(self.rec["blocks"])
-        fsio.hook("flash %s block %d" % (self.rec["label"], n))
-        self.part.writeblocks(n, blk)  # whole block: erase, then program
-        self.rec["blocks"] = n + 1
-        self._save()
+    def _flush_piece(self, data):
+        """Program piece number self.pieces (erased flash only: its sector is erased when its first
+        piece is written, a resume re-erases a sector whose tail may hold a cut write), then record it."""
+        n = self.pieces
+        blk, sub = divmod(n, PIECES)
+        label = self.rec["label"]
+        if sub == 0:
+            fsio.hook("erase %s block %d" % (label, blk))
+            self.part.ioctl(6, blk)  # BLOCK_ERASE: the whole 4096-byte sector
+        fsio.hook("flash %s piece %d" % (label, n))
+        self.part.writeblocks(blk, data, sub * PIECE)  # with offset: program only, no erase
+        fsio.append(self.prog, b"\x01")
+        self.pieces = n + 1
+
+    def _fw_resume(self):
+        """Resume point: the last recorded piece. The sector it lies in may hold the start of a piece
+        that was being written (cut between program and record): keep the recorded prefix of that sector
+        in the store, erase the sector, program the prefix back, so every later write lands on erased
+        flash. A cut during this rebuild is finished from fwsec.bin at the next resume."""
+        part = self.part
+        if fsio.exists(self.secf):
+            raw = fsio.read(self.secf)
+            self._fw_restore(raw[0] | (raw[1] << 8) | (raw[2] << 16), memoryview(raw)[3:])
+        n = max(fsio.size(self.prog), 0)
+        upto = min(n * PIECE, self.total)
+        blk = self.buf
+        mv = memoryview(blk)
+        for i in range((upto + BLOCK - 1) // BLOCK):
+            part.readblocks(i, blk)
+            self.h.update(mv[:min(BLOCK, upto - i * BLOCK)])
+        self.offset = upto
+        self.pieces = n
+        b, sub = divmod(n, PIECES)
+        if sub and upto < self.total:
+            part.readblocks(b, blk)
+            if any(x != 0xFF for x in mv[sub * PIECE:]):  # not erased after the resume point: rebuild
+                fsio.atomic_write(self.secf, bytes((b & 0xFF, (b >> 8) & 0xFF, b >> 16)) + bytes(mv[:sub * PIECE]))
+                self._fw_restore(b, bytes(mv[:sub * PIECE]))
+
+    def _fw_restore(self, b, prefix):
+        label = self.rec["label"]
+        fsio.hook("erase %s block %d" % (label, b))
+        self.part.ioctl(6, b)
+        fsio.hook("flash %s block %d prefix" % (label, b))
+        self.part.writeblocks(b, prefix, 0)
+        fsio.remove(self.secf)
 
     # ---- end
     def abort(self, reason=None):
@@ -359,10 +398,8 @@ class Session:
         up = self.up
         st = up.state
         if kind == "firmware":
-            if self.blen:
-                for i in range(self.blen, BLOCK):
-                    self.buf[i] = 0xFF
-                self._flush_block(self.buf)
+            if self.blen:  # the last, short piece (the rest of its sector stays erased)
+                self._flush_piece(memoryview(self.buf)[:self.blen])
                 self.blen = 0
         if kind != "app" and fsio.hexs(self.h.digest()) != m["sha256"]:
             self.abort("bad_hash")
