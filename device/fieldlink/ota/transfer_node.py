@@ -18,8 +18,8 @@ import json
 import os
 
 from fieldlink.runtime.clock import ticks_diff
-from fieldlink.ota.mailbox import MAGIC, SIG_LEN, image_id
-from fieldlink.ota.transfer import Receiver
+from fieldlink.ota.transfer import MAGIC, SIG_LEN, image_id
+from fieldlink.ota.transfer_rx import Receiver
 
 
 class BlobSink:
