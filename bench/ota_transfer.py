@@ -92,7 +92,8 @@ def air_board():
     wlan = network.WLAN(network.STA_IF)
     wlan.active(True)
     wlan.config(channel=1)
-    from fieldlink.link.radio import RXBUF, ota_credit
+    from fieldlink.link.radio import RXBUF
+    from fieldlink.ota.transfer_node import ota_credit
     esp = espnow.ESPNow()
     esp.config(rxbuf=RXBUF)     # as fieldlink.link.radio.radio() does
     esp.active(True)

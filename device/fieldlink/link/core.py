@@ -440,16 +440,18 @@ class Link:
             self.rx.feed(mac, msg)
         return self.poll()
 
+    def _step(self):
+        """One pass of the run loop: service(); ms to sleep (0 while frames wait, at most idle_ms)."""
+        wait = self.service()
+        if self.esp.any():
+            return 0
+        return wait if wait <= self.idle_ms else self.idle_ms
+
     async def run(self):
         """Receive/timer loop; run as an asyncio task until stop()."""
         self._running = True
         while self._running:
-            wait = self.service()
-            if self.esp.any():
-                wait = 0
-            elif wait > self.idle_ms:
-                wait = self.idle_ms
-            await asleep_ms(wait)
+            await asleep_ms(self._step())
 
     def stop(self):
         self._running = False

@@ -205,10 +205,7 @@ class NodeLink(PairingLink):
         self.rx.forget_ctr(gw)   # a new key starts a new command counter space
         self._save_ctr()
         self._adopt(gw, r[3], key, r[2] if key is not None else SEC_NONE)
-        self._save_pair()
-        self.lost = False
-        self._seen()
-        return True
+        return self._found()
 
     async def rescan(self, timeout_ms=60000):
         """Look for the paired gateway on every channel (it may have moved). True if found."""
@@ -219,6 +216,10 @@ class NodeLink(PairingLink):
         if found is None:
             return False
         self._set_channel(found[1])
+        return self._found()
+
+    def _found(self):
+        """Paired with the gateway or found it again: remember where it is; it is alive."""
         self._save_pair()
         self.lost = False
         self._seen()
@@ -232,9 +233,4 @@ class NodeLink(PairingLink):
                 if not await self.rescan():
                     await asleep_ms(self.idle_ms)
                 continue
-            wait = self.service()
-            if self.esp.any():
-                wait = 0
-            elif wait > self.idle_ms:
-                wait = self.idle_ms
-            await asleep_ms(wait)
+            await asleep_ms(self._step())

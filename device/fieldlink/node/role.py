@@ -431,11 +431,7 @@ class Node(RoleBase):
                 await self.tick()
                 await asleep_ms(20)
         finally:
-            self._running = False
-            try:
-                self.link.stop()
-            except Exception:
-                pass
+            self.stop_link()
             link_task.cancel()
         self.state.save_rtc()
         self.sleeper(self.opt("sleep_ms", 0))

@@ -13,22 +13,14 @@ import os
 
 from fieldlink.runtime.clock import ticks_diff
 from fieldlink.ota import transfer_tx as tr
+from fieldlink.ota.fsio import hexs as _hex
+from fieldlink.ota.state import unhex as _unhex
 from fieldlink.ota.transfer import MAGIC, OP_DATA, SIG_LEN, image_id
-
-STATES = ("scheduled", "updating", "transferred", "failed", "cancelled")
 
 
 def blob_prefix(manifest, sig):
     n = len(manifest)
     return MAGIC + bytes((n >> 8, n & 0xFF)) + bytes(manifest) + bytes(sig)
-
-
-def _hex(b):
-    return "".join("%02x" % x for x in b)
-
-
-def _unhex(s):
-    return bytes(int(s[i:i + 2], 16) for i in range(0, len(s), 2))
 
 
 class ImageStore:

@@ -24,7 +24,6 @@ FINWAIT = const(3)
 DONE = const(4)
 FAILED = const(5)
 STALLED = const(6)
-STATE_NAMES = ("start", "send", "wait", "finwait", "done", "failed", "stalled")
 
 # per-chunk slot state in the sender's window
 _INFLIGHT = const(1)
