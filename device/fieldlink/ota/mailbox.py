@@ -12,6 +12,7 @@ import json
 import os
 
 from fieldlink.runtime.clock import ticks_diff
+from fieldlink.runtime.store import write_json
 from fieldlink.ota import transfer_tx as tr
 from fieldlink.ota.fsio import hexs as _hex
 from fieldlink.ota.state import unhex as _unhex
@@ -48,10 +49,7 @@ class ImageStore:
         self.prefix = blob_prefix(m["m"].encode(), _unhex(m["sig"]))
 
     def _save(self):
-        tmp = self.dir + "/image.json.tmp"
-        with open(tmp, "w") as f:
-            json.dump(self.meta, f)
-        os.rename(tmp, self.dir + "/image.json")
+        write_json(self.dir + "/image.json", self.meta)
 
     def have(self):
         m = self.meta

@@ -14,12 +14,11 @@
 # `block` chunks, after the data it covers); the session is opened again with the same manifest and
 # continues at the recorded offset (the updater must accept a first write at a non-zero offset of
 # the same manifest, re-hashing what its slot already holds at finish).
-import json
 import os
 
 from fieldlink.runtime.clock import ticks_diff
 from fieldlink.ota.transfer import MAGIC, SIG_LEN, image_id
-from fieldlink.ota.transfer_rx import Receiver
+from fieldlink.ota.transfer_rx import Receiver, Resume
 
 
 def ota_credit(esp):
@@ -36,36 +35,18 @@ class BlobSink:
     def __init__(self, path, updater, block=16):
         self.dir = path
         self.updater = updater
-        self.block = block
-        self.state = None
+        self.rec = Resume(path + "/rx.json", block)
         self.session = None
         self.hdr = bytearray()
         self.need = 6           # header bytes needed before the payload starts (known after 6)
-        self.next = 0
         self.chunk = 0
         try:
             os.mkdir(path)
         except OSError:
             pass
 
-    def _load(self):
-        try:
-            with open(self.dir + "/rx.json") as f:
-                return json.load(f)
-        except (OSError, ValueError):
-            return None
-
-    def _save(self):
-        tmp = self.dir + "/rx.json.tmp"
-        with open(tmp, "w") as f:
-            json.dump(self.state, f)
-        os.rename(tmp, self.dir + "/rx.json")
-
     def begin(self, sid, cid, size, chunk):
-        st = self._load()
-        resume = 0
-        if isinstance(st, dict) and st.get("cid") == cid and st.get("size") == size and st.get("chunk") == chunk:
-            resume = st.get("next", 0)
+        resume = self.rec.recorded(cid, size, chunk)
         self.session = None
         self.hdr = bytearray()
         self.need = 6
@@ -89,9 +70,7 @@ class BlobSink:
             if not resume:
                 self.hdr = bytearray()
                 self.need = 6
-        self.state = {"cid": cid, "size": size, "chunk": chunk, "next": resume}
-        self._save()
-        self.next = resume
+        self.rec.start(cid, size, chunk, resume)
         return resume
 
     def _parse_len(self):
@@ -125,14 +104,11 @@ class BlobSink:
                 self._open()
         if len(mv):
             self.session.write(off - self.need, mv)
-        self.next += 1
-        if self.next % self.block == 0:
-            self.state["next"] = self.next
-            self._save()
+        if self.rec.written():
+            self.rec.save()
 
     def finish(self):
-        self.state["next"] = self.next
-        self._save()
+        self.rec.save()
         if self.session is None:
             return False, "truncated"
         try:

@@ -9,6 +9,7 @@
 from fieldlink.ota.transfer import (
     MAX_CHUNK, MAX_WINDOW, OP_ABORT, OP_DATA, OP_FIN, OP_POLL, OP_REFUSE, OP_SACK, OP_START, valid,
 )
+from fieldlink.runtime.store import read_json, write_json
 
 class Receiver:
     """Receives one session at a time into a sink. See the module comment."""
@@ -183,6 +184,40 @@ class Receiver:
         return [OP_FIN, self.sid, self.fin[0], info]
 
 
+class Resume:
+    """Where a transfer into a sink stands, kept in the JSON file `path` ({cid, size, chunk, next}) by the
+    store's atomic write every `block` chunks and at the end: after a power cut the transfer continues
+    from the last record. The sink records only after the data a record covers is on flash."""
+
+    def __init__(self, path, block=16):
+        self.path = path
+        self.block = block
+        self.state = None
+        self.next = 0
+
+    def recorded(self, cid, size, chunk):
+        """The chunk a transfer of this image (cid, size, chunk) can continue from; 0 for another one."""
+        st = read_json(self.path, "ota resume point")
+        if isinstance(st, dict) and st.get("cid") == cid and st.get("size") == size and st.get("chunk") == chunk:
+            return st.get("next", 0)
+        return 0
+
+    def start(self, cid, size, chunk, resume):
+        """A transfer of this image begins at chunk `resume`: recorded at once."""
+        self.next = resume
+        self.state = {"cid": cid, "size": size, "chunk": chunk, "next": resume}
+        self.save()
+
+    def written(self):
+        """One more chunk is written; True when a record is due (the sink makes the data durable first)."""
+        self.next += 1
+        return self.next % self.block == 0
+
+    def save(self):
+        self.state["next"] = self.next
+        write_json(self.path, self.state)
+
+
 class FileSink:
     """A sink writing the image to one file and the resume point to FILE.json every `block` chunks
     (and at the end): after a power cut the transfer continues from the last recorded block. The
@@ -192,61 +227,35 @@ class FileSink:
 
     def __init__(self, path, block=16, sha256=None, check=None):
         self.path = path
-        self.block = block
+        self.rec = Resume(path + ".json", block)
         self.sha256 = sha256
         self.check = check
         self.f = None
-        self.state = None
-        self.next = 0
-
-    def _load(self):
-        try:
-            import json
-            with open(self.path + ".json") as f:
-                return json.load(f)
-        except (OSError, ValueError):
-            return None
-
-    def _save(self):
-        import json
-        import os
-        tmp = self.path + ".json.tmp"
-        with open(tmp, "w") as f:
-            json.dump(self.state, f)
-        os.rename(tmp, self.path + ".json")
 
     def begin(self, sid, cid, size, chunk):
-        st = self._load()
-        resume = 0
-        if isinstance(st, dict) and st.get("cid") == cid and st.get("size") == size and st.get("chunk") == chunk:
-            resume = st.get("next", 0)
-        self.state = {"cid": cid, "size": size, "chunk": chunk, "next": resume}
+        resume = self.rec.recorded(cid, size, chunk)
         self._close()
         try:
             self.f = open(self.path, "r+b" if resume else "wb")
         except OSError:
             self.f = open(self.path, "wb")
-            resume = self.state["next"] = 0
-        self._save()
-        self.next = resume
+            resume = 0
+        self.rec.start(cid, size, chunk, resume)
         return resume
 
     def write(self, off, data):
         self.f.seek(off)
         self.f.write(data)
-        self.next += 1
-        if self.next % self.block == 0:
+        if self.rec.written():
             self.f.flush()
-            self.state["next"] = self.next
-            self._save()
+            self.rec.save()
 
     def finish(self):
         self.f.flush()
-        self.state["next"] = self.next
-        self._save()
+        self.rec.save()
         self._close()
         if self.check is not None:
-            return self.check(self.path, self.state["size"])
+            return self.check(self.path, self.rec.state["size"])
         if self.sha256 is None:
             return True, None
         import hashlib
