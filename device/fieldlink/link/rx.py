@@ -45,7 +45,8 @@ class Receiver:
       ctr_rx    {hex mac: last accepted command counter}, as persisted; the receiver owns it from here
       pairing(src, h, buf, n)   beacon / join frames (default: counted "unhandled")
       alive(peer)               a valid frame arrived from peer (default: nothing)
-    What it owns: the parsed header buffer, the Reassembler (reasm), the handlers (on()) and ctr_rx.
+    What it owns: the parsed header buffer, the Reassembler (reasm), the handlers (on()) and ctr_rx,
+    which the owner reads (never writes) when persist() asks it to save; forget_ctr() drops a peer's.
     """
 
     def __init__(self, counters, table, clock, send, match, finish, persist, pmk=None, ctr_rx=None,
