@@ -43,6 +43,37 @@ def run_micropython(script, args=(), extra_path=(), heap="16M", timeout=600):
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
 
 
+def commit_before(root, subject, bench):
+    """The commit before the one whose message starts with `subject` (a bench's "before" side)."""
+    import subprocess
+
+    out = subprocess.run(["git", "log", "--format=%H", "--grep", "^" + subject], cwd=root,
+                         capture_output=True, text=True, check=True).stdout.split()
+    if not out:
+        raise SystemExit(f"{bench}: cannot find the commit '{subject}'; pass --base REV")
+    return out[-1] + "~1"
+
+
+def device_at(root, rev, dest):
+    """Extract device/ of commit `rev` into dest; returns the path of that device/ directory."""
+    import os
+    import subprocess
+
+    arch = subprocess.run(["git", "archive", rev, "device"], cwd=root, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", dest], input=arch.stdout, check=True)
+    return os.path.join(dest, "device")
+
+
+def result_line(proc, what):
+    """The JSON after "result " in a worker's output; SystemExit with its output when there is none."""
+    import json
+
+    for line in proc.stdout.splitlines():
+        if line.startswith("result "):
+            return json.loads(line[7:])
+    raise SystemExit(f"{what} failed:\n{proc.stdout}{proc.stderr}")
+
+
 def air_board(tmp, name, runtime, entry, mac, hub, env):
     """A virtual board (CPython side) on the UDP air hub `hub` running `entry` (MODULE:FUNC from bench/),
     under `runtime` "micropython" or "cpython" (the same vboard.py: the sim modules import on both).

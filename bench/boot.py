@@ -8,7 +8,6 @@
 #   python bench/boot.py [--base REV] [--json]
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -62,17 +61,8 @@ print("result " + json.dumps({"heap": heap, "idle_alloc_per_s": idle}))
 """
 
 
-def _base_rev(root):
-    out = subprocess.run(["git", "log", "--format=%H", "--grep", "^layout: moved device package"], cwd=root,
-                         capture_output=True, text=True, check=True).stdout.split()
-    if not out:
-        raise SystemExit("bench/boot.py: cannot find the layout commit; pass --base REV")
-    return out[-1] + "~1"
-
-
 def _measure(root, device_dir, role, api, cfgpath, tmp):
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from _bench import run_micropython
+    from _bench import result_line, run_micropython
 
     store = tempfile.mkdtemp(prefix="store-", dir=tmp)
     script = os.path.join(tmp, "boot_worker.py")
@@ -89,10 +79,7 @@ def _measure(root, device_dir, role, api, cfgpath, tmp):
     finally:
         os.close(master)
         os.close(slave)
-    for line in proc.stdout.splitlines():
-        if line.startswith("result "):
-            return json.loads(line[7:])
-    raise SystemExit(f"bench/boot.py: {role} ({api}) failed:\n{proc.stdout}{proc.stderr}")
+    return result_line(proc, f"bench/boot.py: {role} ({api})")
 
 
 def main(argv):
@@ -100,18 +87,21 @@ def main(argv):
     sys.path.insert(0, os.path.join(root, "host"))
     from fieldlink_host.boards import load_board
 
-    base = argv[argv.index("--base") + 1] if "--base" in argv else _base_rev(root)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from _bench import commit_before, device_at
+
+    base = argv[argv.index("--base") + 1] if "--base" in argv else commit_before(
+        root, "layout: moved device package", "bench/boot.py")
     with tempfile.TemporaryDirectory(prefix="fl-boot-") as tmp:
         old = os.path.join(tmp, "before")
         os.mkdir(old)
-        arch = subprocess.run(["git", "archive", base, "device"], cwd=root, capture_output=True, check=True)
-        subprocess.run(["tar", "-x", "-C", old], input=arch.stdout, check=True)
+        old_device = device_at(root, base, old)
         rows = []
         for role, board in (("gateway", "sim-gateway"), ("node", "sim-node")):
             cfgpath = os.path.join(tmp, board + ".json")
             with open(cfgpath, "wb") as f:
                 f.write(load_board(board).device_json())
-            b = _measure(root, os.path.join(old, "device"), role, "main", cfgpath, tmp)
+            b = _measure(root, old_device, role, "main", cfgpath, tmp)
             a = _measure(root, os.path.join(root, "device"), role, "start", cfgpath, tmp)
             rows.append({"role": role, "board": board, "heap_before": b["heap"], "heap_after": a["heap"],
                          "ratio": round(a["heap"] / b["heap"], 3),

@@ -16,12 +16,12 @@ SIZE = 65536
 
 
 def channel_row(loss, size=SIZE, seeds=(1, 2, 3)):
-    from fieldlink.ota import transfer as tr
+    from fieldlink.ota import transfer_tx as ttx
     from test_ota_transfer import Run, image
     eff, resent, lost = [], 0, 0
     for seed in seeds:
         run = Run(image(size, seed), loss=loss, seed=seed).complete()
-        assert run.s.ok and run.s.state == tr.DONE
+        assert run.s.ok and run.s.state == ttx.DONE
         eff.append(size / run.chan.air_bytes)
         resent += run.s.counters["data_resent"]
         lost += run.chan.lost
@@ -78,7 +78,7 @@ def air_board():
     from fieldlink.link.node_link import NodeLink
     from fieldlink.link.peers import SEC_AUTH
     from fieldlink.ota.mailbox import Mailbox
-    from fieldlink.ota.transfer import Receiver
+    from fieldlink.ota.transfer_rx import Receiver
     from fieldlink.runtime.clock import asleep_ms
     try:
         import asyncio
@@ -92,7 +92,8 @@ def air_board():
     wlan = network.WLAN(network.STA_IF)
     wlan.active(True)
     wlan.config(channel=1)
-    from fieldlink.link.radio import RXBUF, ota_credit
+    from fieldlink.link.radio import RXBUF
+    from fieldlink.ota.transfer_node import ota_credit
     esp = espnow.ESPNow()
     esp.config(rxbuf=RXBUF)     # as fieldlink.link.radio.radio() does
     esp.active(True)

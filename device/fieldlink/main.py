@@ -117,8 +117,8 @@ def make_relays(cfg, store, restore=True):
 def hold_safe(path, store):
     """Config unusable: drive the relays named in the last good config OFF (no restore)."""
     last = config.load_last_good(path, last_good_path(path, store))
-    if last is None:
-        return None
+    if last is None or not last.get("relays"):
+        return None     # nothing to hold (a board without relays does not carry fieldlink.relays)
     try:
         return make_relays(last, None, restore=False)
     except Exception as e:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fieldlink_host.boards import Board, load_board
+from fieldlink_host.boards import SENSOR_DRIVERS, Board, load_board
 from fieldlink_host.depgraph import build_graph, module_name
 from fieldlink_host.errors import FieldlinkError
 from fieldlink_host.fsio import load_json, read_bytes, user_errors
@@ -263,17 +263,42 @@ def role_entry(device_pkg: Path, role: str) -> str:
     return f"{device_pkg.name}.{role}.start"
 
 
+def config_imports(pkg: str, board: Board) -> dict[str, set[str]]:
+    """Imports the device makes only for what the board config names, as {importer: modules it loads
+    for this board out of those it can load}. A sensor's driver module ``PKG.drivers.<driver>`` is
+    imported by the sensor manager (``PKG.node.sensors``, whose ``QUANTITIES`` is the driver registry)
+    only for a sensor using it; ``PKG.relays`` is imported by ``PKG.main`` only for a board with relays
+    (``make_relays``; none: nothing to hold safe)."""
+    named = {str(s.get("driver")) for s in board.sensors}
+    return {
+        f"{pkg}.node.sensors": {f"{pkg}.drivers.{d}" for d in SENSOR_DRIVERS if d in named},
+        f"{pkg}.main": {f"{pkg}.relays"} if board.relays else set(),
+    }
+
+
+def _config_excluded(pkg: str, board: Board) -> dict[str, set[str]]:
+    every = {f"{pkg}.node.sensors": {f"{pkg}.drivers.{d}" for d in SENSOR_DRIVERS}, f"{pkg}.main": {f"{pkg}.relays"}}
+    keep = config_imports(pkg, board)
+    return {imp: mods - keep[imp] for imp, mods in every.items()}
+
+
 def role_modules(device_pkg: Path, role: str, app_dir: Path | None = None,
-                 runtime: str = "micropython") -> set[str] | None:
+                 runtime: str = "micropython", board: Board | None = None) -> set[str] | None:
     """The package modules a board of ``role`` imports: the closure of the package's ``main``, the
     role's entry module (``PKG/ROLE/start.py``) and every import of the app's modules, read from the
-    source (fieldlink_host.depgraph). None when the package has no entry module for the role (a
-    package that is not organised by role is bundled whole)."""
+    source (fieldlink_host.depgraph). With ``board``, the imports made only for what a board config
+    names (``config_imports``: sensor drivers, relays) follow this board's config: a driver no sensor
+    uses is not carried (unless the app imports it). None when the package has no entry module for the
+    role (a package that is not organised by role is bundled whole)."""
     entry = role_entry(device_pkg, role)
     if not (device_pkg / role / "start.py").is_file():
         return None
     app_files = sorted(p for p in app_dir.rglob("*.py") if "__pycache__" not in p.parts) if app_dir else []
     g = build_graph(device_pkg, extra=app_files)
+    if board is not None:
+        for importer, mods in _config_excluded(device_pkg.name, board).items():
+            if importer in g.edges:
+                g.edges[importer] -= mods
     seeds = {device_pkg.name, f"{device_pkg.name}.main", entry}
     port = "cpy" if runtime == "circuitpython" else "mpy"  # port.active imports it by a computed name
     if (device_pkg / "port" / f"{port}.py").is_file():
@@ -296,7 +321,7 @@ def _collect(board: Board, device_pkg: Path, app_dir: Path | None, rules: Iterab
             raise FieldlinkError("app directory not found", where=str(app_dir))
         if _is_under(app_dir, SIM_DIR) or _is_under(SIM_DIR, app_dir):
             raise FieldlinkError("the virtual board modules (device/sim) must never be bundled", where=str(app_dir))
-    wanted = role_modules(device_pkg, board.role, app_dir, board.runtime)
+    wanted = role_modules(device_pkg, board.role, app_dir, board.runtime, board)
     for f in _walk(device_pkg):
         rel = f"{pkg_name}/{f.relative_to(device_pkg).as_posix()}"
         if f.suffix == ".py" and wanted is not None and module_name(device_pkg, pkg_name, f) not in wanted:

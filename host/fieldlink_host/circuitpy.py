@@ -157,7 +157,7 @@ def build_tree(board: Board | str, out: Path | str, *, app_dir: Path | str | Non
         raise FieldlinkError("not a Python package (no __init__.py)", where=str(pkg))
     items: list[tuple[str, Path | None, bytes | None]] = []  # (tree path, source file, generated data)
     # only what the board's role imports, with CircuitPython's port (fieldlink_host.depgraph)
-    wanted = role_modules(pkg, b.role, Path(app_dir) if app_dir is not None else None, "circuitpython")
+    wanted = role_modules(pkg, b.role, Path(app_dir) if app_dir is not None else None, "circuitpython", b)
     for f in _walk(pkg):
         if f.suffix == ".py" and wanted is not None and module_name(pkg, pkg.name, f) not in wanted:
             continue

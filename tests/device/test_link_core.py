@@ -209,7 +209,7 @@ def test_fragmented_message_over_lossy_air():
         assert len(f) <= 250
     _pump(c, [gw, node], txs)
     assert sorted(g["blob"] for g in got) == blobs   # each exactly once (parallel: any order)
-    assert gw.reasm.used == 0 and not gw.reasm.slots
+    assert gw.rx.reasm.used == 0 and not gw.rx.reasm.slots
 
 
 def test_reassembly_limits_counted():
@@ -232,7 +232,7 @@ def test_reassembly_limits_counted():
     assert gw.counters["reasm_timeout"] == 0
     c.advance(1)
     gw.poll()
-    assert gw.counters["reasm_timeout"] == 1 and gw.reasm.used == 0
+    assert gw.counters["reasm_timeout"] == 1 and gw.rx.reasm.used == 0
     # sender side: too big to send at all
     e = raises(LinkError, node.submit, GW, lf.T_EVENT, bytes(3000))
     assert "max_msg" in str(e) and node.counters["oversize"] == 1

@@ -9,7 +9,7 @@ from devtest import rmtree, tmpdir
 from test_ota_transfer import Chan, image
 
 from fieldlink.ota import mailbox as mb
-from fieldlink.ota import transfer as tr
+from fieldlink.ota import transfer_tx as ttx
 from fieldlink.ota.transfer_node import NodeOta
 
 SIG = bytes(range(64))
@@ -269,14 +269,14 @@ def test_transfer_continues_over_several_wakes_and_a_power_cut():
             if wakes % 2:
                 net.boot(mac)       # this time the battery ran flat: the node reboots from flash
                 cuts += 1
-            net.until(lambda: e.sender.state == tr.STALLED)
+            net.until(lambda: e.sender.state == ttx.STALLED)
             assert not net.nodes[mac].stay_awake(net.t) or net.nodes[mac].rx.sid is None
             ch.down = False
             ch.q = []
             wakes += 1
             net.box.heard(mac, net.t)               # it wakes and sends telemetry: resume
             assert net.box.counters["resumed"] == wakes
-            net.until(lambda: e.sender.counters["sacks_rx"] > 0 and e.sender.state != tr.START)
+            net.until(lambda: e.sender.counters["sacks_rx"] > 0 and e.sender.state != ttx.START)
             # after a resume, less than two windows go again
             net.until(lambda: e.sender.base >= sent or e.state != "updating")
             assert e.sender.counters["data_resent"] - before < 32

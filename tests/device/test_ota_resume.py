@@ -1,5 +1,5 @@
 # A node that loses power in the middle of an OTA transfer resumes from its last durably written bytes:
-# the real chain (transfer.Receiver -> transfer_node.BlobSink -> updater.Updater session) of every kind
+# the real chain (transfer_rx.Receiver -> transfer_node.BlobSink -> updater.Updater session) of every kind
 # (app, firmware, rules, keys) is cut at many points of the transfer (the node's RAM, its receive
 # window and the frames in the air are lost; its flash stays), started again, and the sender's resent
 # DATA chunks after the cut are counted: always fewer than 2 windows (docs/protocol.md target). A
@@ -11,7 +11,8 @@ from devtest import tmpdir
 from otakit import BOARD, RUNTIME_MPY, Key, app_files, app_update, board_root, manifest, slot_files
 from test_ota_transfer import Run
 
-from fieldlink.ota import transfer as tr
+from fieldlink.ota import transfer_rx as trx
+from fieldlink.ota import transfer_tx as ttx
 from fieldlink.ota.mailbox import blob_prefix, image_id
 from fieldlink.ota.state import State
 from fieldlink.ota.transfer_node import BlobSink
@@ -97,8 +98,8 @@ def _cut_run(kind, cut, window, tag):
     blob = blob_prefix(m, sig) + stream
     rx = tmpdir(tag + "rx")
     run = Run(blob, chunk=CHUNK, window=window, sink=BlobSink(rx, _updater(store, root)))
-    run.s = tr.Sender(7, image_id(m), len(blob), run.read, chunk=CHUNK, window=window)
-    run.r = tr.Receiver(run.sink, window=window)
+    run.s = ttx.Sender(7, image_id(m), len(blob), run.read, chunk=CHUNK, window=window)
+    run.r = trx.Receiver(run.sink, window=window)
     run.until(lambda: run.chan.frames >= cut or run.s.finished())
     if run.s.finished():
         return None
@@ -109,7 +110,7 @@ def _cut_run(kind, cut, window, tag):
         simboard.reset()
         simboard.setup(dir=sim)
     run.sink = BlobSink(rx, _updater(store, root))
-    run.r = tr.Receiver(run.sink, window=window)
+    run.r = trx.Receiver(run.sink, window=window)
     before = run.s.counters["data_resent"]
     run.complete()
     assert run.s.ok, (kind, cut, run.s.info)

@@ -8,6 +8,8 @@ from devtest import raises, rmtree, tmpdir
 from fieldlink.link import frame as lf
 from fieldlink.codec import mpack
 from fieldlink.ota import transfer as tr
+from fieldlink.ota import transfer_rx as trx
+from fieldlink.ota import transfer_tx as ttx
 
 KEY = b"0123456789abcdef"
 
@@ -105,8 +107,8 @@ class Run:
         self.img = img
         self.chan = Chan(seed, loss)
         self.sink = sink if sink is not None else MemSink(img)
-        self.s = tr.Sender(7, 0x1234ABCD, len(img), self.read, chunk=chunk, window=window)
-        self.r = tr.Receiver(self.sink, window=window)
+        self.s = ttx.Sender(7, 0x1234ABCD, len(img), self.read, chunk=chunk, window=window)
+        self.r = trx.Receiver(self.sink, window=window)
         self.t = 0
         self.budget = budget
         self.max_ahead = 0
@@ -117,7 +119,7 @@ class Run:
 
     def step(self):
         s = self.s
-        if s.state == tr.STALLED and self.auto_resume:
+        if s.state == ttx.STALLED and self.auto_resume:
             s.resume(self.t)        # what the gateway does when it hears the node again
         for m in s.poll(self.t, self.budget):
             if m[0] == tr.OP_DATA:
@@ -147,7 +149,7 @@ def test_clean_transfer_is_exact_and_efficient():
     img = image(32000)
     run = Run(img).complete()
     s = run.s
-    assert s.state == tr.DONE and s.ok is True
+    assert s.state == ttx.DONE and s.ok is True
     assert bytes(run.sink.data) == img and run.sink.finished == 1
     n = (32000 + 199) // 200
     assert s.n == n == 160
@@ -204,11 +206,11 @@ def test_flow_control_credit_zero_pauses_sender():
     run = Run(img)
     run.r.credit = 0
     run.auto_resume = False
-    run.until(lambda: run.s.state == tr.WAIT and run.t > 3000)
+    run.until(lambda: run.s.state == ttx.WAIT and run.t > 3000)
     # credit 0 from the START answer: not a single chunk went out, only polls
     assert run.s.counters["data_tx"] == 0 and run.s.counters["polls_tx"] >= 2
-    assert run.s.state != tr.STALLED or run.s.counters["polls_tx"] >= 1
-    if run.s.state == tr.STALLED:
+    assert run.s.state != ttx.STALLED or run.s.counters["polls_tx"] >= 1
+    if run.s.state == ttx.STALLED:
         run.s.resume(run.t)
     run.r.credit = 5
     run.until(lambda: run.s.counters["data_tx"] >= 10)
@@ -221,9 +223,9 @@ def test_flow_control_credit_zero_pauses_sender():
 def test_refused_and_failed_verification():
     img = image(1000)
     run = Run(img, sink=MemSink(img, refuse="battery")).complete()
-    assert run.s.state == tr.FAILED and run.s.info == "battery" and run.s.counters["data_tx"] == 0
+    assert run.s.state == ttx.FAILED and run.s.info == "battery" and run.s.counters["data_tx"] == 0
     run = Run(img, sink=MemSink(img, finish=(False, "sha256"))).complete()
-    assert run.s.state == tr.FAILED and run.s.ok is False and run.s.info == "sha256"
+    assert run.s.state == ttx.FAILED and run.s.ok is False and run.s.info == "sha256"
     assert bytes(run.sink.data) == img
 
 
@@ -245,7 +247,7 @@ def test_fin_lost_is_repeated_to_polls():
 
 
 def _file_run(d, img, window=16):
-    sink = tr.FileSink(d + "/img.bin", block=window)
+    sink = trx.FileSink(d + "/img.bin", block=window)
     return Run(img, window=window, sink=sink)
 
 
@@ -270,8 +272,8 @@ def test_power_cut_at_every_point_resumes_within_two_windows():
             # power cut: the receiver's RAM (window buffer, session) is gone, frames in the air too
             run.chan.q = []
             run.sink.abort("cut")
-            run.sink = tr.FileSink(d + "/img.bin", block=16)
-            run.r = tr.Receiver(run.sink, window=16)
+            run.sink = trx.FileSink(d + "/img.bin", block=16)
+            run.r = trx.Receiver(run.sink, window=16)
             before = run.s.counters["data_resent"]
             run.complete()
             assert run.s.ok, (cut, run.s.info)
@@ -292,13 +294,13 @@ def test_link_loss_stalls_then_resumes_within_two_windows():
         run.until(lambda: run.s.counters["data_tx"] >= 37)
         run.chan.down = True
         run.auto_resume = False
-        run.until(lambda: run.s.state == tr.STALLED)
+        run.until(lambda: run.s.state == ttx.STALLED)
         assert run.s.due(run.t) is None and run.s.poll(run.t) == []
         run.chan.down = False
         # the node is heard again: the owner resumes the session; the node also rebooted meanwhile
         run.sink.abort("cut")
-        run.sink = tr.FileSink(d + "/img.bin", block=16)
-        run.r = tr.Receiver(run.sink, window=16)
+        run.sink = trx.FileSink(d + "/img.bin", block=16)
+        run.r = trx.Receiver(run.sink, window=16)
         before = run.s.counters["data_resent"]
         run.s.resume(run.t)
         run.complete()
@@ -314,12 +316,12 @@ def test_file_sink_checks_sha256():
     img = image(3000)
     d = tmpdir("otasha")
     try:
-        good = tr.FileSink(d + "/a.bin", sha256=hashlib.sha256(img).digest())
+        good = trx.FileSink(d + "/a.bin", sha256=hashlib.sha256(img).digest())
         run = Run(img, sink=good).complete()
         assert run.s.ok
-        bad = tr.FileSink(d + "/b.bin", sha256=hashlib.sha256(img + b"x").digest())
+        bad = trx.FileSink(d + "/b.bin", sha256=hashlib.sha256(img + b"x").digest())
         run = Run(img, sink=bad).complete()
-        assert run.s.state == tr.FAILED and run.s.info == "sha256"
+        assert run.s.state == ttx.FAILED and run.s.info == "sha256"
     finally:
         rmtree(d)
 
@@ -332,11 +334,11 @@ def test_worst_case_frame_fits_esp_now():
     sack = [tr.OP_SACK, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 32, 127]
     # 96 04 cd ffff cd ffff ce ffffffff 20 7f: 15 body bytes between header and tag
     assert len(lf.build(lf.T_OTA_CHUNK, 0, 1, 0, 0, mpack.packb(sack), key=KEY)) == 8 + 15 + 8
-    raises(ValueError, tr.Sender, 1, 1, 100, None, chunk=tr.MAX_CHUNK + 1)
-    raises(ValueError, tr.Sender, 1, 1, 100, None, window=33)
-    raises(ValueError, tr.Sender, 1, 1, 0, None)
-    raises(ValueError, tr.Sender, 1, 1, 200 * 65536, None, chunk=200)
-    raises(ValueError, tr.Receiver, None, window=0)
+    raises(ValueError, ttx.Sender, 1, 1, 100, None, chunk=tr.MAX_CHUNK + 1)
+    raises(ValueError, ttx.Sender, 1, 1, 100, None, window=33)
+    raises(ValueError, ttx.Sender, 1, 1, 0, None)
+    raises(ValueError, ttx.Sender, 1, 1, 200 * 65536, None, chunk=200)
+    raises(ValueError, trx.Receiver, None, window=0)
 
 
 def test_wire_bytes_hand_derived():
@@ -351,7 +353,7 @@ def test_wire_bytes_hand_derived():
 def test_receiver_survives_garbage():
     img = image(1000)
     sink = MemSink(img)
-    r = tr.Receiver(sink, window=8)
+    r = trx.Receiver(sink, window=8)
     junk = [None, [], [0], [9, 1], [tr.OP_DATA, 1, 2, 3], [tr.OP_DATA, "x", 0, 0, b""],
             [tr.OP_START, 1, 2, -3, 200, 16, 0], [tr.OP_START, 1, 2, 3, 999, 16, 0], [tr.OP_START, 1, 2, 3, 200, 99, 0],
             [tr.OP_START, 1, 2, 3, 200, 16],
@@ -369,10 +371,10 @@ def test_receiver_survives_garbage():
     rep = r.on_msg([tr.OP_DATA, 3, 2, 1, img[400:600]])
     assert rep == [tr.OP_SACK, 3, 0, 0b10, 8, 1]                     # chunk 2 held, 0 and 1 missing
     # sender messages to the receiver never confuse a sender
-    s = tr.Sender(3, 9, 1000, lambda o, n: img[o:o + n])
+    s = ttx.Sender(3, 9, 1000, lambda o, n: img[o:o + n])
     for m in junk:
         s.on_msg(m, 0)
-    assert s.state == tr.START
+    assert s.state == ttx.START
 
 
 def test_battery_threshold_refuses_start():

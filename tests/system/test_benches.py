@@ -69,6 +69,18 @@ def test_boot_bench_heap_and_idle_uplink_allocation() -> None:
     assert rows["gateway"]["uplink_idle_alloc_per_s_before"] > 0, rows
 
 
+@pytest.mark.slow
+def test_rx_alloc_bench_receive_path_allocates_no_more_than_before() -> None:
+    import json
+
+    out = json.loads(run_bench("bench/rx_alloc.py", "--json"))
+    rows = {r["frame"]: r for r in out["rows"]}
+    assert set(rows) == {"duplicate", "duplicate_ack", "unsequenced", "bad_tag", "stray_ack", "new"}
+    for r in rows.values():
+        # the receiver as an object with bound-method callbacks adds no allocation per frame
+        assert 0 < r["after"] <= r["before"], rows
+
+
 def test_ota_transfer_bench_rows_and_json() -> None:
     import json
     out = run_bench("bench/ota_transfer.py", "--quick", "--json")

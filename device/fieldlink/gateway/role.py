@@ -200,15 +200,16 @@ class Gateway(RoleBase):
         return self._ack_result(mac)
 
     def _on_evt(self, mac, mtype, obj, msgid):
-        self.counters["evt_rx"] += 1
-        n = self._heard(mac, obj)
-        self.up.send({"t": "evt", "from": mac_hex(mac), "d": obj, "rssi": n["rssi"]})
-        return self._ack_result(mac)
+        return self._forward(mac, obj, "evt_rx", "evt")
 
     def _on_hb(self, mac, mtype, obj, msgid):
-        self.counters["hb_rx"] += 1
+        return self._forward(mac, obj, "hb_rx", "nhb")
+
+    def _forward(self, mac, obj, counter, t):
+        """Count the message, note the node was heard, pass it to the host; the result for its ACK."""
+        self.counters[counter] += 1
         n = self._heard(mac, obj)
-        self.up.send({"t": "nhb", "from": mac_hex(mac), "d": obj, "rssi": n["rssi"]})
+        self.up.send({"t": t, "from": mac_hex(mac), "d": obj, "rssi": n["rssi"]})
         return self._ack_result(mac)
 
     def _on_join(self, mac, *rest):

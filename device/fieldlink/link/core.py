@@ -1,7 +1,8 @@
 # Reliable ESP-NOW link layer: framing, application ACKs with retries, dedup, fragmentation,
 # replay counters, LRU peer registration, pairing. docs/protocol.md "ESP-NOW link frame".
 # This file: the public API, sending (Tx, fragmenting, retries with backoff, resend), timers and the
-# run loop. Receiving (parse, auth, dedup, reassembly, delivery, ACKs, result cache): rx.py.
+# run loop. Receiving (parse, auth, dedup, reassembly, delivery, ACKs, result cache): the Receiver
+# object in rx.py (link.rx), which gets what it needs from the link through its constructor.
 # The two sides, built on this core (which never imports them): gateway_link.py, node_link.py, with
 # the shared pairing frames in pairing.py. Frame codec: frame.py.
 #
@@ -33,11 +34,11 @@
 import asyncio
 
 from fieldlink.codec import mpack
-from fieldlink.link.fragment import Reassembler, split
+from fieldlink.link.fragment import split
 from fieldlink.link.frame import (  # noqa: F401  (re-exported message types / status codes)
     ERR_NAMES, F_ACK_REQ, F_AUTH, F_CTR, F_FRAG, MAX_FRAME, ST_BUSY, ST_DENIED, ST_DUP, ST_ERROR, ST_OK, ST_REPLAY,
     ST_UNHANDLED, T_ACK, T_BEACON, T_COMMAND, T_EVENT, T_HEARTBEAT, T_JOIN_ACCEPT, T_JOIN_REFUSED,
-    T_JOIN_REQ, T_OTA_CHUNK, T_RAW, T_TELEMETRY, T_TIME_SYNC, TYPE_NAMES, Header, build, check_tag,
+    T_JOIN_REQ, T_OTA_CHUNK, T_RAW, T_TELEMETRY, T_TIME_SYNC, TYPE_NAMES, build, check_tag,
     overhead, parse, ticks_add, ticks_diff, ticks_ms,
 )
 from fieldlink.link.rx import Receiver, _hex, _unhex  # noqa: F401  (_unhex: re-exported for pairing)
@@ -89,14 +90,17 @@ class Tx:
         self.key = None         # the key the frames are tagged with (resend needs the same one)
 
 
-class Link(Receiver):
-    """The link core shared by both roles: sending, retries, timers; receiving is in Receiver
-    (fieldlink.link.rx). Not used directly: see GatewayLink and NodeLink."""
+class Link:
+    """The link core shared by both roles: sending, retries, timers; receiving is done by self.rx, a
+    fieldlink.link.rx.Receiver. Not used directly: see GatewayLink and NodeLink, which pass the
+    receiver's role callbacks: pairing(src, h, buf, n) for beacon/join frames, alive(peer) for every
+    valid frame."""
 
     def __init__(self, esp, mac, wlan=None, store=None, clock=None, seed=1, pmk=None, net_id=0,
                  max_tries=5, base_ms=50, cap_ms=1000, jitter=True, max_msg=2048, reasm_mem=4096,
                  reasm_timeout_ms=2000, max_frags=16, window=64, max_peers=20, max_encrypted=6,
-                 max_nodes=256, max_inflight=8, boot_id=None, sync=True, idle_ms=5):
+                 max_nodes=256, max_inflight=8, boot_id=None, sync=True, idle_ms=5, pairing=None,
+                 alive=None):
         self.esp = esp
         self.mac = bytes(mac)
         self.wlan = wlan
@@ -119,21 +123,21 @@ class Link(Receiver):
             self.counters[k] = 0
         self.table = PeerTable(max_nodes, window)
         self.reg = Registrar(esp, self.clock, max_peers, max_encrypted, self.counters)
-        self.reasm = Reassembler(max_msg, reasm_mem, reasm_timeout_ms, max_frags, 8,
-                                 MAX_FRAME - overhead(F_FRAG))
-        self.handlers = {}
         self.pending = {}
-        self._hdr = Header()
         self._running = False
-        self._ctr = {"rx": {}, "tx": {}}
+        ctr_rx = {}
+        self._ctr_tx = {}
         if store is not None:
             c = read_json(store + "/ctr.json", "link counters")
             if isinstance(c, dict):
-                self._ctr["rx"] = c.get("rx") or {}
-                self._ctr["tx"] = c.get("tx") or {}
+                ctr_rx = c.get("rx") or {}
+                self._ctr_tx = c.get("tx") or {}
         if boot_id is None:
             boot_id = self._next_boot()
         self.boot_id = boot_id & 0xFF
+        self.rx = Receiver(self.counters, self.table, self.clock, self._raw_send, self._match_ack, self._finish,
+                           self._save_ctr, self.pmk, ctr_rx, max_msg, reasm_mem, reasm_timeout_ms, max_frags,
+                           pairing, alive)
         self.reg.ensure(BROADCAST, None, True)
 
     # ------------------------------------------------------------------------------ helpers
@@ -170,13 +174,14 @@ class Link(Receiver):
 
     def on(self, mtype, handler):
         """Register handler(src_mac, mtype, obj, msgid) -> result for one message type."""
-        self.handlers[mtype] = handler
+        self.rx.on(mtype, handler)
+
+    def feed(self, src, buf):
+        """Process one received frame (the receiver's feed)."""
+        self.rx.feed(src, buf)
 
     def stats(self):
         return dict(self.counters)
-
-    def _lmk(self, peer):
-        return peer.key if peer.sec == SEC_ESPNOW else None
 
     def _raw_send(self, dst, frame, lmk=None, pin=False):
         """Register dst if needed and send one frame. Returns True if the radio accepted it."""
@@ -193,19 +198,20 @@ class Link(Receiver):
 
     # ---------------------------------------------------------------------------- counters
     def _save_ctr(self):
+        """Persist the replay counters: the receiver's accepted ones (rx) and the sent ones (tx)."""
         if self.store is not None:
-            write_json(self.store + "/ctr.json", self._ctr)
+            write_json(self.store + "/ctr.json", {"rx": self.rx.ctr_rx, "tx": self._ctr_tx})
 
     def _next_ctr(self, peer):
         """Next command counter for peer; persisted ahead in blocks of 32 (a reboot skips ahead)."""
         h = _hex(peer.mac)
-        hi = self._ctr["tx"].get(h, 0)
+        hi = self._ctr_tx.get(h, 0)
         if peer.ctr_tx == 0:
             peer.ctr_tx = hi
         peer.ctr_tx += 1
         if peer.ctr_tx >= hi:
             # every counter ever used stays below the persisted high-water mark
-            self._ctr["tx"][h] = peer.ctr_tx + 32
+            self._ctr_tx[h] = peer.ctr_tx + 32
             self._save_ctr()
         return peer.ctr_tx
 
@@ -222,7 +228,7 @@ class Link(Receiver):
         if overhead(F_AUTH if peer.key is not None else 0) + len(body) > MAX_FRAME:
             self.count("oversize")
             return False
-        return self._raw_send(dst, build(mtype, 0, self.boot_id, 0, 0, body, 0, 0, 0, peer.key), self._lmk(peer))
+        return self._raw_send(dst, build(mtype, 0, self.boot_id, 0, 0, body, 0, 0, 0, peer.key), peer.lmk())
 
     def submit(self, dst, mtype, obj, ack=True, msgid=0, cb=None):
         """Encode, fragment and transmit a message now; with ack=True it is retried until ACKed.
@@ -295,7 +301,7 @@ class Link(Receiver):
 
     def _transmit(self, tx, peer):
         tx.tries += 1
-        lmk = self._lmk(peer) if peer is not None else None
+        lmk = peer.lmk() if peer is not None else None
         for f in tx.frames:
             self._raw_send(tx.dst, f, lmk)
         if tx.ack:
@@ -318,6 +324,12 @@ class Link(Receiver):
             tx.event.set()
         if tx.cb is not None:
             tx.cb(tx)
+
+    def _match_ack(self, mac, msgid, boot):
+        """The message in flight an ACK from mac answers (it echoes our boot id), or None."""
+        if boot != self.boot_id:
+            return None
+        return self.pending.get((mac, msgid))
 
     def _delivered(self, tx, ok):
         """Hook for roles: a message got its ACK (ok) or exhausted its tries."""
@@ -404,10 +416,7 @@ class Link(Receiver):
                 left = ticks_diff(tx.due, now)
             if left < nxt:
                 nxt = left
-        k = self.reasm.expire(now)
-        if k:
-            self.count("reasm_timeout", k)
-        d = self.reasm.next_deadline(now)
+        d = self.rx.expire(now)
         if d is not None and d < nxt:
             nxt = d
         d = self._timers(now)
@@ -428,19 +437,21 @@ class Link(Receiver):
             mac, msg = esp.irecv(0)
             if mac is None:
                 break
-            self.feed(mac, msg)
+            self.rx.feed(mac, msg)
         return self.poll()
+
+    def _step(self):
+        """One pass of the run loop: service(); ms to sleep (0 while frames wait, at most idle_ms)."""
+        wait = self.service()
+        if self.esp.any():
+            return 0
+        return wait if wait <= self.idle_ms else self.idle_ms
 
     async def run(self):
         """Receive/timer loop; run as an asyncio task until stop()."""
         self._running = True
         while self._running:
-            wait = self.service()
-            if self.esp.any():
-                wait = 0
-            elif wait > self.idle_ms:
-                wait = self.idle_ms
-            await asleep_ms(wait)
+            await asleep_ms(self._step())
 
     def stop(self):
         self._running = False

@@ -17,7 +17,7 @@ class GatewayLink(PairingLink):
     """Gateway role: pairing window, beacons, one ESP-NOW registration per active node (LRU)."""
 
     def __init__(self, esp, mac, channel=1, beacon_open_ms=200, beacon_closed_ms=1000, **kw):
-        Link.__init__(self, esp, mac, **kw)
+        Link.__init__(self, esp, mac, pairing=self._pairing_frame, **kw)
         self.channel = channel
         _setch(self.wlan, channel)
         self.beacon_open_ms = beacon_open_ms
@@ -109,6 +109,7 @@ class GatewayLink(PairingLink):
         return n
 
     def _pairing_frame(self, src, h, buf, n):
+        """The receiver's pairing callback: JOIN_REQs (inside the window: accepted)."""
         if h.mtype != T_JOIN_REQ:
             return   # other gateways' beacons, stray join replies: not for us
         obj = self._pair_body(h, buf, n)

@@ -25,7 +25,7 @@ class NodeLink(PairingLink):
 
     def __init__(self, esp, mac, channels=None, dwell_ms=250, rescan_dwell_ms=1100, fail_limit=3,
                  lost_ms=30000, want_native=True, join_tries=5, join_retry_ms=300, **kw):
-        Link.__init__(self, esp, mac, **kw)
+        Link.__init__(self, esp, mac, pairing=self._pairing_frame, alive=self._alive, **kw)
         self.channels = list(channels) if channels is not None else list(range(1, 14))
         self.dwell_ms = dwell_ms
         self.rescan_dwell_ms = rescan_dwell_ms
@@ -91,6 +91,7 @@ class NodeLink(PairingLink):
 
     # ------------------------------------------------------------------ frames and timers
     def _pairing_frame(self, src, h, buf, n):
+        """The receiver's pairing callback: beacons and join replies."""
         t = h.mtype
         if t == T_JOIN_REQ:
             return
@@ -122,6 +123,7 @@ class NodeLink(PairingLink):
         self._fails = 0
 
     def _alive(self, peer):
+        """The receiver's alive callback: any valid frame from the gateway shows it is there."""
         if peer.mac == self.gateway:
             self._seen()
 
@@ -200,13 +202,10 @@ class NodeLink(PairingLink):
         key = wrap_key(self.pmk, self.mac, nonce, r[1]) if (self.pmk is not None and r[1]) else None
         if self.gateway is not None:
             self.forget()
-        self._ctr["rx"].pop(_hex(gw), None)   # a new key starts a new command counter space
+        self.rx.forget_ctr(gw)   # a new key starts a new command counter space
         self._save_ctr()
         self._adopt(gw, r[3], key, r[2] if key is not None else SEC_NONE)
-        self._save_pair()
-        self.lost = False
-        self._seen()
-        return True
+        return self._found()
 
     async def rescan(self, timeout_ms=60000):
         """Look for the paired gateway on every channel (it may have moved). True if found."""
@@ -217,6 +216,10 @@ class NodeLink(PairingLink):
         if found is None:
             return False
         self._set_channel(found[1])
+        return self._found()
+
+    def _found(self):
+        """Paired with the gateway or found it again: remember where it is; it is alive."""
         self._save_pair()
         self.lost = False
         self._seen()
@@ -230,9 +233,4 @@ class NodeLink(PairingLink):
                 if not await self.rescan():
                     await asleep_ms(self.idle_ms)
                 continue
-            wait = self.service()
-            if self.esp.any():
-                wait = 0
-            elif wait > self.idle_ms:
-                wait = self.idle_ms
-            await asleep_ms(wait)
+            await asleep_ms(self._step())

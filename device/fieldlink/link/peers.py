@@ -32,6 +32,10 @@ class Peer:
         self.inflight = 0
         self.cmd_inflight = False
 
+    def lmk(self):
+        """The key the radio encrypts frames to this peer with (natively encrypted peers), else None."""
+        return self.key if self.sec == SEC_ESPNOW else None
+
     def next_seq(self):
         self.tx_seq = (self.tx_seq + 1) & 0xFFFF or 1   # 0 is reserved for unsequenced frames
         return self.tx_seq

@@ -9,17 +9,7 @@ def radio(cfg):
     return port().radio(cfg)
 
 
-RXBUF = 16 * 263
-
-
-def ota_credit(esp):
-    """OTA chunks a node can take at once without its ESP-NOW receive buffer dropping any (one frame
-    of the buffer stays free for other traffic)."""
-    try:
-        n = esp.config("rxbuf") // 263 - 1
-    except Exception:
-        return 1
-    return n if n > 1 else 1
+RXBUF = 16 * 263   # ESP-NOW receive buffer: 16 frames of 263 bytes (fieldlink.ota.transfer_node.ota_credit)
 
 
 def link_kw(cfg, wlan, store):

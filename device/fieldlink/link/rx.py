@@ -1,16 +1,18 @@
-# Receiving side of the link core (a base class of fieldlink.link.core.Link): parse and authenticate one
-# frame, dedup per sender and boot (sliding window), reassemble fragments, check command replay
-# counters, run the handler and answer with an ACK (fragmented when the result does not fit one frame)
-# from the per-peer result cache for duplicates; match incoming ACKs to the messages in flight.
-# docs/protocol.md "ACKs, retries, dedup". The sending side (Tx, retries, backoff, resend) and the
-# timers stay in link.py; this class uses its attributes (counters, table, reasm, handlers, pending,
-# _hdr, _ctr, pmk, max_msg, max_frags, clock) and methods (count, _raw_send, _lmk, _save_ctr, _finish).
+# Receiving side of the link core: parse and authenticate one frame, dedup per sender and boot (sliding
+# window), reassemble fragments, check command replay counters, run the handler and answer with an ACK
+# (fragmented when the result does not fit one frame) from the per-peer result cache for duplicates;
+# match incoming ACKs to the messages in flight. docs/protocol.md "ACKs, retries, dedup".
+#
+# Receiver is an object of its own, created by fieldlink.link.core.Link (link.rx). It owns the header
+# buffer, the reassembler, the message handlers and the command replay high-water marks; everything
+# else it needs comes through its constructor (see Receiver.__init__): it reads no attribute of the
+# link and the link's sides (gateway_link, node_link) override nothing of it, they pass callbacks.
 from fieldlink.codec import mpack
-from fieldlink.link.fragment import R_BAD, R_DONE, R_DUP, R_MEM, R_OVERSIZE, R_TOO_MANY, split
+from fieldlink.link.fragment import R_BAD, R_DONE, R_DUP, R_MEM, R_OVERSIZE, R_TOO_MANY, Reassembler, split
 from fieldlink.link.frame import (
     ERR_NAMES, F_ACK_REQ, F_AUTH, F_CTR, F_FRAG, MAX_FRAME, ST_DUP, ST_ERROR, ST_OK, ST_REPLAY,
-    ST_UNHANDLED, T_ACK, T_BEACON, T_COMMAND, T_JOIN_ACCEPT, T_JOIN_REFUSED, T_JOIN_REQ, build, check_tag,
-    overhead, parse,
+    ST_UNHANDLED, T_ACK, T_BEACON, T_COMMAND, T_JOIN_ACCEPT, T_JOIN_REFUSED, T_JOIN_REQ, Header, build,
+    check_tag, overhead, parse,
 )
 from fieldlink.link.peers import D_NEW
 
@@ -24,7 +26,63 @@ def _unhex(s):
 
 
 class Receiver:
-    """Frame intake, dedup, delivery and ACKs; see the module comment for what it needs from Link."""
+    """Frame intake, dedup, reassembly, delivery and ACKs for one link.
+
+    Receiver(counters, table, clock, send, match, finish, persist, pmk=None, ctr_rx=None, max_msg=2048,
+             reasm_mem=4096, reasm_timeout_ms=2000, max_frags=16, pairing=None, alive=None)
+
+    What it is given (the whole interface with its owner; every callback takes at most 4 arguments, so
+    calling the bound methods a link passes allocates nothing on MicroPython):
+      counters  the link's counters dict: the receiver increments its own keys in it (see core.COUNTERS)
+      table     the link's PeerTable (get / add): dedup windows and result caches live in each Peer
+      clock()   -> ms ticks
+      send(dst, frame, lmk)              transmit one frame (ACKs)
+      match(mac, msgid, boot) -> Tx|None the message in flight an ACK answers (None: a stray ACK)
+      finish(tx, status, result)         that message got its ACK
+      persist()                          save the replay counters (ctr_rx) now: called before a command
+                                         runs, so after a crash a command is lost, never run twice
+      pmk       network key (bytes) or None: unknown peers are refused, broadcasts checked with it
+      ctr_rx    {hex mac: last accepted command counter}, as persisted; the receiver owns it from here
+      pairing(src, h, buf, n)   beacon / join frames (default: counted "unhandled")
+      alive(peer)               a valid frame arrived from peer (default: nothing)
+    What it owns: the parsed header buffer, the Reassembler (reasm), the handlers (on()) and ctr_rx,
+    which the owner reads (never writes) when persist() asks it to save; forget_ctr() drops a peer's.
+    """
+
+    def __init__(self, counters, table, clock, send, match, finish, persist, pmk=None, ctr_rx=None,
+                 max_msg=2048, reasm_mem=4096, reasm_timeout_ms=2000, max_frags=16, pairing=None, alive=None):
+        self.counters = counters
+        self.table = table
+        self.clock = clock
+        self._send = send
+        self._match = match
+        self._finish = finish
+        self._persist = persist
+        self.pmk = pmk
+        self.ctr_rx = ctr_rx if ctr_rx is not None else {}
+        self.max_msg = max_msg
+        self.max_frags = max_frags
+        self._pairing = pairing
+        self._alive = alive
+        self.handlers = {}
+        self.reasm = Reassembler(max_msg, reasm_mem, reasm_timeout_ms, max_frags, 8,
+                                 MAX_FRAME - overhead(F_FRAG))
+        self._hdr = Header()
+
+    def on(self, mtype, handler):
+        """Register handler(src_mac, mtype, obj, msgid) -> result for one message type."""
+        self.handlers[mtype] = handler
+
+    def expire(self, now):
+        """Drop reassemblies that timed out (counted); ms until the next one does, or None."""
+        k = self.reasm.expire(now)
+        if k:
+            self.counters["reasm_timeout"] += k
+        return self.reasm.next_deadline(now)
+
+    def forget_ctr(self, mac):
+        """Start a new command counter space for mac (a new key); the caller persists."""
+        self.ctr_rx.pop(_hex(mac), None)
 
     def feed(self, src, buf):
         """Process one received frame (buf may be a reused buffer: nothing keeps a reference).
@@ -41,7 +99,10 @@ class Receiver:
             return
         t = h.mtype
         if t == T_BEACON or t == T_JOIN_REQ or t == T_JOIN_ACCEPT or t == T_JOIN_REFUSED:
-            self._pairing_frame(bytes(src), h, buf, n)
+            if self._pairing is None:
+                c["unhandled"] += 1
+            else:
+                self._pairing(bytes(src), h, buf, n)
             return
         peer = self.table.get(src)
         if peer is None:
@@ -66,7 +127,8 @@ class Receiver:
             return
         now = self.clock()
         peer.last_rx = now
-        self._alive(peer)
+        if self._alive is not None:
+            self._alive(peer)
         if t == T_ACK:
             self._on_ack(peer, h, buf)
             return
@@ -115,7 +177,7 @@ class Receiver:
             c["bad_fragment"] += 1
 
     def _duplicate(self, peer, h):
-        self.count("duplicate")
+        self.counters["duplicate"] += 1
         if h.flags & F_ACK_REQ and h.fidx == h.fcnt - 1:
             r = peer.recall(h.seq)
             if r is None:
@@ -135,8 +197,8 @@ class Receiver:
                 return
             # persisted before the command runs: after a crash a command is lost, never run twice
             peer.ctr_rx = ctr
-            self._ctr["rx"][_hex(peer.mac)] = ctr
-            self._save_ctr()
+            self.ctr_rx[_hex(peer.mac)] = ctr
+            self._persist()
         if seq:
             peer.mark(seq)
         c["rx_msgs"] += 1
@@ -155,9 +217,10 @@ class Receiver:
             self._ack(peer, seq, status, result)
 
     def _on_ack(self, peer, h, buf):
-        tx = self.pending.get((peer.mac, h.msgid))
-        if tx is None or h.boot != self.boot_id:
-            self.count("stray_ack")
+        c = self.counters
+        tx = self._match(peer.mac, h.msgid, h.boot)
+        if tx is None:
+            c["stray_ack"] += 1
             return
         body = memoryview(buf)[h.body:h.end]
         if h.flags & F_FRAG:
@@ -170,27 +233,20 @@ class Receiver:
         try:
             ack = mpack.unpackb(body)
         except (ValueError, TypeError):
-            self.count("bad_msgpack")
+            c["bad_msgpack"] += 1
             return
         # an ACK is [status u8, result]; anything else (a non-integer status, a map, a short list)
         # is counted and dropped, so send() only ever sees integer statuses (no TypeError)
         if not isinstance(ack, (list, tuple)) or len(ack) != 2 or type(ack[0]) is not int or not 0 <= ack[0] <= 255:
-            self.count("bad_msgpack")
+            c["bad_msgpack"] += 1
             return
         st, res = ack
-        self.count("acks_rx")
+        c["acks_rx"] += 1
         self._finish(tx, st, res)
-
-    def _alive(self, peer):
-        """Hook for roles: a valid frame arrived from peer."""
-
-    def _pairing_frame(self, src, h, buf, n):
-        """Hook for roles: beacon / join frames."""
-        self.count("unhandled")
 
     def _peer_ctr_rx(self, peer):
         if peer.ctr_rx == 0:
-            peer.ctr_rx = self._ctr["rx"].get(_hex(peer.mac), 0)
+            peer.ctr_rx = self.ctr_rx.get(_hex(peer.mac), 0)
         return peer.ctr_rx
 
     def _ack(self, peer, seq, status, result):
@@ -215,7 +271,7 @@ class Receiver:
             else:
                 frames = [build(T_ACK, F_FRAG, peer.rx_boot, 0, seq, parts[i], 0, i, n, peer.key)
                           for i in range(n)]
-        self.count("acks_tx")
-        lmk = self._lmk(peer)
+        self.counters["acks_tx"] += 1
+        lmk = peer.lmk()
         for f in frames:
-            self._raw_send(peer.mac, f, lmk)
+            self._send(peer.mac, f, lmk)

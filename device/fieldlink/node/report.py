@@ -16,6 +16,15 @@ MAX_PENDING = 64  # readings kept while the gateway is unreachable (the oldest n
 MAX_EVENTS = 16
 
 
+def with_sleep(m, opt):
+    """m with the node's sleep period ("sl", ms) when it sleeps between wakes: the gateway holds its
+    commands for the next wake (telemetry and heartbeats carry it; docs/roles.md)."""
+    sl = opt("sleep_ms", 0)
+    if sl:
+        m["sl"] = sl
+    return m
+
+
 class Reporter:
     def __init__(self, link, state, counters, opt, log, clock, epoch_ms, heartbeat):
         self.link = link
@@ -81,10 +90,7 @@ class Reporter:
         ts = self.epoch_ms()
         if ts is not None:
             m["ts"] = ts
-        sl = self.opt("sleep_ms", 0)
-        if sl:
-            m["sl"] = sl
-        return m
+        return with_sleep(m, self.opt)
 
     async def send_telemetry(self):
         """Send the pending readings; True on ACK. On failure they stay pending (bounded).

@@ -17,7 +17,7 @@ import asyncio
 from fieldlink import VERSION
 from fieldlink.node import commands
 from fieldlink.link.core import T_COMMAND, T_TIME_SYNC, LinkError
-from fieldlink.node.report import MAX_PENDING, Reporter  # noqa: F401  (MAX_PENDING re-exported)
+from fieldlink.node.report import MAX_PENDING, Reporter, with_sleep  # noqa: F401  (MAX_PENDING re-exported)
 from fieldlink.runtime import native
 from fieldlink.runtime.clock import asleep_ms, ticks_add, ticks_diff, ticks_ms
 from fieldlink.runtime.role import RoleBase
@@ -102,10 +102,7 @@ class Node(RoleBase):
                                                  "invalid": self.counters["invalid"],
                                                  "crashes": self.sup.crashes,
                                                  "cmds": self.counters["cmds"]}}
-        sl = self.opt("sleep_ms", 0)
-        if sl:
-            m["sl"] = sl
-        return m
+        return with_sleep(m, self.opt)
 
     # ------------------------------------------------------------------ helpers used by commands
     def count(self, name, n=1):
@@ -433,11 +430,7 @@ class Node(RoleBase):
                 await self.tick()
                 await asleep_ms(20)
         finally:
-            self._running = False
-            try:
-                self.link.stop()
-            except Exception:
-                pass
+            self.stop_link()
             link_task.cancel()
         self.state.save_rtc()
         self.sleeper(self.opt("sleep_ms", 0))

@@ -50,8 +50,7 @@ def build_node(cfg, store, relays, wdt=None, radio_parts=None, rules=None):
     attach_clock(rules, node, cfg)
     if store:
         try:    # OTA chunks from the gateway (a bundle without fieldlink.ota takes updates over USB only)
-            from fieldlink.link.radio import ota_credit
-            from fieldlink.ota.transfer_node import NodeOtaLink
+            from fieldlink.ota.transfer_node import NodeOtaLink, ota_credit
             node.ota_link = NodeOtaLink(node, store + "/ota_rx", credit=ota_credit(esp))
         except ImportError:
             pass

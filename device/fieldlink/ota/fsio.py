@@ -34,12 +34,7 @@ def hexs(b):
     return "".join("%02x" % x for x in b)
 
 
-def exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
+exists = _store.exists
 
 
 def is_dir(path):
@@ -161,9 +156,3 @@ class Record:
         data = ("%d %s\n" % (seq, hexs(_sha256(body).digest()[:8]))).encode() + body
         atomic_write("%s.%d" % (self.path, seq & 1), data)
         self.seq = seq
-
-
-def encode_record(d, seq=1):
-    """The bytes of copy `seq & 1` of a Record holding d (the host writes the first trust store)."""
-    body = json.dumps(d).encode()
-    return ("%d %s\n" % (seq, hexs(_sha256(body).digest()[:8]))).encode() + body

@@ -1,43 +1,27 @@
 # Gateway side of OTA over ESP-NOW (docs/protocol.md "OTA over the uplink" and "OTA chunk transfer"):
 #   ImageStore  the update the host uploaded (signed manifest, signature, payload) in the gateway's flash,
 #               resumable upload, SHA-256 checked before it can be pushed
-#   Mailbox     per-node update entries and the fan-out of transfer sessions (fieldlink.ota.transfer
+#   Mailbox     per-node update entries and the fan-out of transfer sessions (fieldlink.ota.transfer_tx
 #               Sender) to several nodes at once under one frame budget; a sleeping node's entry waits
 #               until the node is heard, a node that refuses for its battery is retried at its next wake
 #   command(op, args, now) the host's ota_* commands; events() the "ota" messages for the host
 # Pure: the gateway role feeds it (heard(), on_msg(), poll()) and sends what it returns; no radio here.
-#
-# What a node receives is one blob: MAGIC | len(manifest) (2 bytes, big endian) | manifest | signature
-# (64 bytes) | payload, so it can verify the signed manifest before it accepts a single payload byte.
+# What a node receives is one blob (fieldlink.ota.transfer: MAGIC, the manifest, its signature, payload).
 import hashlib
 import json
 import os
 
 from fieldlink.runtime.clock import ticks_diff
-from fieldlink.ota import transfer as tr
-
-MAGIC = b"FLO1"
-SIG_LEN = 64
-STATES = ("scheduled", "updating", "transferred", "failed", "cancelled")
+from fieldlink.runtime.store import write_json
+from fieldlink.ota import transfer_tx as tr
+from fieldlink.ota.fsio import hexs as _hex
+from fieldlink.ota.state import unhex as _unhex
+from fieldlink.ota.transfer import MAGIC, OP_DATA, SIG_LEN, image_id
 
 
 def blob_prefix(manifest, sig):
     n = len(manifest)
     return MAGIC + bytes((n >> 8, n & 0xFF)) + bytes(manifest) + bytes(sig)
-
-
-def image_id(manifest):
-    """The 32-bit content id of an update: the first 4 bytes of SHA-256 over the signed manifest."""
-    d = hashlib.sha256(bytes(manifest)).digest()
-    return (d[0] << 24) | (d[1] << 16) | (d[2] << 8) | d[3]
-
-
-def _hex(b):
-    return "".join("%02x" % x for x in b)
-
-
-def _unhex(s):
-    return bytes(int(s[i:i + 2], 16) for i in range(0, len(s), 2))
 
 
 class ImageStore:
@@ -65,10 +49,7 @@ class ImageStore:
         self.prefix = blob_prefix(m["m"].encode(), _unhex(m["sig"]))
 
     def _save(self):
-        tmp = self.dir + "/image.json.tmp"
-        with open(tmp, "w") as f:
-            json.dump(self.meta, f)
-        os.rename(tmp, self.dir + "/image.json")
+        write_json(self.dir + "/image.json", self.meta)
 
     def have(self):
         m = self.meta
@@ -319,7 +300,7 @@ class Mailbox:
                 e = es[(self._rr + j) % k]
                 s = e.sender
                 for m in s.poll(now, left if left > 0 else 0):
-                    if m[0] == tr.OP_DATA:
+                    if m[0] == OP_DATA:
                         left -= 1
                     out.append((e.mac, m))
                 self._check(e)

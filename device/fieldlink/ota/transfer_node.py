@@ -1,4 +1,4 @@
-# Node side of OTA over ESP-NOW: the transfer receiver (fieldlink.ota.transfer.Receiver) writing into the
+# Node side of OTA over ESP-NOW: the transfer receiver (fieldlink.ota.transfer_rx.Receiver) writing into the
 # device updater, plus the stay-awake decision of a battery node.
 #
 #   ota = NodeOta(store_dir, updater, battery=None, window=16, idle_ms=3000)
@@ -6,11 +6,12 @@
 #   ota.stay_awake(now)               a session is running and the gateway was heard lately
 #   ota.result                        (ok, info) of the last finished transfer, or None
 #
-# The blob (fieldlink.ota.mailbox: MAGIC | manifest length | manifest | signature | payload) is parsed
+# The blob (fieldlink.ota.transfer: MAGIC | manifest length | manifest | signature | payload) is parsed
 # here: the signed manifest goes to updater.begin(manifest, sig) -> session, which verifies it before
 # a single payload byte is accepted (a refusal ends the transfer with that reason); payload bytes go to
 # session.write(offset, data) in order, session.finish() verifies and activates (raises on failure).
-# Resume after a power cut: the header is kept in DIR/hdr.bin and the image id in DIR/rx.json; the
+# Resume after a power cut: the header is kept in DIR/hdr.bin and the image id in DIR/rx.json (written
+# by the store); the
 # session is opened again with the same manifest and the transfer continues at the chunk holding the
 # updater's resume point (session.offset: what is durably on flash, re-hashed by the updater), so
 # what the node lost is at most the chunks in flight plus one firmware piece (< 2 windows).
@@ -18,8 +19,19 @@ import json
 import os
 
 from fieldlink.runtime.clock import ticks_diff
-from fieldlink.ota.mailbox import MAGIC, SIG_LEN, image_id
-from fieldlink.ota.transfer import Receiver
+from fieldlink.runtime.store import read_json, write_json
+from fieldlink.ota.transfer import MAGIC, SIG_LEN, image_id
+from fieldlink.ota.transfer_rx import Receiver
+
+
+def ota_credit(esp):
+    """OTA chunks a node can take at once without its ESP-NOW receive buffer dropping any (one frame
+    of the buffer stays free for other traffic)."""
+    try:
+        n = esp.config("rxbuf") // 263 - 1
+    except Exception:
+        return 1
+    return n if n > 1 else 1
 
 
 class BlobSink:
@@ -39,17 +51,10 @@ class BlobSink:
             pass
 
     def _load(self):
-        try:
-            with open(self.dir + "/rx.json") as f:
-                return json.load(f)
-        except (OSError, ValueError):
-            return None
+        return read_json(self.dir + "/rx.json", "ota resume point")
 
     def _save(self):
-        tmp = self.dir + "/rx.json.tmp"
-        with open(tmp, "w") as f:
-            json.dump(self.state, f)
-        os.rename(tmp, self.dir + "/rx.json")
+        write_json(self.dir + "/rx.json", self.state)
 
     def begin(self, sid, cid, size, chunk):
         st = self._load()
@@ -190,7 +195,7 @@ class NodeOtaLink:
 
     def __init__(self, node, store_dir, idle_ms=3000, credit=16):
         self.node = node
-        self.credit = credit    # chunks the radio's receive buffer holds (fieldlink.link.radio.ota_credit)
+        self.credit = credit    # chunks the radio's receive buffer holds (ota_credit)
         self.dir = store_dir
         self.idle_ms = idle_ms
         self.rx = None

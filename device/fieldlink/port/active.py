@@ -21,8 +21,3 @@ def port():
                 pass
         p = _impl[0] = __import__("fieldlink.port." + name, None, None, ("NAME",))
     return p
-
-
-def reset_choice():
-    """Forget the choice (tests that switch between the two virtual boards in one process)."""
-    _impl[0] = None

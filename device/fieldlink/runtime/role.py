@@ -43,12 +43,16 @@ class RoleBase:
         self.sup.spawn("wdt", self._watchdog_task)
         self.sup.spawn("link", self.link.run)
 
-    def stop_base(self):
+    def stop_link(self):
+        """Mark the role stopped and stop its link loop."""
         self._running = False
         try:
             self.link.stop()
         except Exception:
             pass
+
+    def stop_base(self):
+        self.stop_link()
         self.sup.cancel_all()
 
     async def idle(self):
