@@ -9,6 +9,7 @@ own thread, so a slow or absent broker never blocks the serial side.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -33,6 +34,9 @@ log = logging.getLogger("fieldlink.bridge")
 
 #: node messages older than this (ms since 2020-09) are not a real epoch: use the host clock
 EPOCH_MIN_MS = 1_600_000_000_000
+#: compact JSON for MQTT payloads (one encoder, not one per message); payloads come from msgpack maps,
+#: which cannot hold cycles
+_JSON = json.JSONEncoder(separators=(",", ":"), check_circular=False)
 
 
 class SerialLike(Protocol):
@@ -43,8 +47,15 @@ class SerialLike(Protocol):
 PortSpec = str | Callable[[], SerialLike]
 
 
+@functools.lru_cache(maxsize=1024)
+def _iso_s(sec: int) -> str:
+    return datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
 def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """ISO 8601 UTC with milliseconds (``2026-12-07T06:53:08.260Z``), integer exact."""
+    sec, milli = divmod(int(ms), 1000)
+    return f"{_iso_s(sec)}.{milli:03d}Z"
 
 
 class RollingStats:
@@ -58,18 +69,20 @@ class RollingStats:
 
     def check_and_add(self, x: float, z: float, min_n: int = 10) -> tuple[bool, float, float]:
         """(anomalous?, mean, std) of x against the values before it; then x joins the window."""
-        n = len(self.values)
+        values = self.values
+        n = len(values)
         anomalous, mean, std = False, x, 0.0
         if n:
             mean = self.s / n
-            std = math.sqrt(max(0.0, self.s2 / n - mean * mean))
+            var = self.s2 / n - mean * mean
+            std = math.sqrt(var) if var > 0.0 else 0.0
             floor = 1e-6 + 0.001 * abs(mean)   # a flat signal is not infinitely sensitive
-            anomalous = n >= min_n and abs(x - mean) > z * max(std, floor)
-        self.values.append(x)
+            anomalous = n >= min_n and abs(x - mean) > z * (std if std > floor else floor)
+        values.append(x)
         self.s += x
         self.s2 += x * x
-        if len(self.values) > self.window:
-            old = self.values.popleft()
+        if n >= self.window:
+            old = values.popleft()
             self.s -= old
             self.s2 -= old * old
         return anomalous, mean, std
@@ -125,6 +138,10 @@ class Bridge:
         self._devices_dirty = True
         self._info_dirty = True
         self.started = time.time()
+        # per group commit (serial thread): node message keys seen for the first time, telemetry rows
+        self._tel_new: set[tuple[str, int, int]] = set()
+        self._tel_rows: list[tuple[str, str, str, float | None, int, int]] = []
+        self._tel_topics: dict[tuple[str, str], str] = {}
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> Bridge:
@@ -218,7 +235,9 @@ class Bridge:
             self._stop.wait(0.1)
 
     def _on_messages(self, msgs: list[dict[str, Any]]) -> None:
-        """Called by the uplink reader BEFORE it acknowledges ``msgs``: commit, then return."""
+        """Called by the uplink reader BEFORE it acknowledges ``msgs`` (everything the port held: a group
+        commit): store and derive all of them in one transaction with a fixed number of statements, one
+        commit, then return."""
         rx = now_ms()
         out: list[tuple[str, dict[str, Any] | str, bool]] = []
         live: list[dict[str, Any]] = []
@@ -226,19 +245,23 @@ class Bridge:
         changed: set[str] = set()
         try:
             with self.store.tx():
-                for m in msgs:
-                    if not self.store.insert_uplink(m, rx):
-                        self.counters["uplink_duplicates"] += 1
-                        continue
-                    self.counters["uplink_messages"] += 1
+                fresh = self.store.insert_uplinks(msgs, rx)
+                new = [m for m, f in zip(msgs, fresh, strict=True) if f]
+                self.counters["uplink_duplicates"] += len(msgs) - len(new)
+                self.counters["uplink_messages"] += len(new)
+                self._tel_new = self.store.insert_dedup("teldedup", self._node_keys(new, "tel", "q"), rx)
+                self._tel_rows = []
+                for m in new:
                     self._derive(m, rx, out, live, done, changed)
-                for mac in changed:
-                    self.store.save_device(mac, self.devices[mac])
+                self.store.insert_telemetry(self._tel_rows)
+                self.store.save_devices({mac: self.devices[mac] for mac in changed if mac in self.devices})
                 self._enqueue(out, rx)
         except Exception:
             self.counters["sink_errors"] += 1
             log.exception("bridge: storing %d gateway messages failed; they stay unacknowledged", len(msgs))
             raise
+        finally:
+            self._tel_rows = []
         if self.publisher is not None and out:
             self.publisher.notify()
         for p in done:
@@ -246,6 +269,18 @@ class Bridge:
             p.done.set()
         for ev in live:
             self._broadcast(ev)
+
+    @staticmethod
+    def _node_keys(msgs: list[dict[str, Any]], t: str, k: str) -> list[tuple[str, int, int]]:
+        """(from, boot, d[k]) of the messages of type ``t`` that carry them: a node message's identity."""
+        keys = []
+        for m in msgs:
+            d = m.get("d")
+            if m["t"] == t and isinstance(d, dict) and isinstance(m.get("from"), str):
+                boot, n = d.get("boot"), d.get(k)
+                if isinstance(boot, int) and isinstance(n, int):
+                    keys.append((m["from"], boot, n))
+        return keys
 
     # ------------------------------------------------------------------ deriving
     def _device(self, mac: str, out: list[tuple[str, dict[str, Any] | str, bool]], changed: set[str]) -> dict[str, Any]:
@@ -343,9 +378,10 @@ class Bridge:
                    out: list[tuple[str, dict[str, Any] | str, bool]], live: list[dict[str, Any]],
                    changed: set[str]) -> None:
         boot, q = d.get("boot"), d.get("q")
-        if isinstance(boot, int) and isinstance(q, int) and not self.store.insert_teldedup(mac, boot, q, rx):
+        if isinstance(boot, int) and isinstance(q, int) and (mac, boot, q) not in self._tel_new:
             self.counters["tel_duplicates"] += 1
             return
+        self._tel_new.discard((mac, boot, q))   # the same key twice in one group: the second is a repeat
         self.counters["tel_messages"] += 1
         dev = self._device(mac, out, changed)
         self._heard(mac, dev, m, rx, out)
@@ -353,27 +389,39 @@ class Bridge:
             dev["sl"] = d["sl"]
         ts = d.get("ts")
         base = ts if isinstance(ts, int) and ts > EPOCH_MIN_MS else rx
-        rows: list[tuple[str, str, str, float | None, int, int]] = []
+        rows = self._tel_rows
         new_quantity = False
         sensors = dev.setdefault("sensors", {})
         latest = dev.setdefault("latest", {})
-        for i, entry in enumerate(d.get("r") or []):
+        name = dev.get("name")
+        rssi = m.get("rssi")
+        stats = self._stats
+        z = self.cfg.anomaly_z
+        topics = self._tel_topics
+        n = 0
+        for i, entry in enumerate(d.get("r") or ()):
             if not (isinstance(entry, list | tuple) and len(entry) >= 2 and isinstance(entry[1], dict)):
                 continue
             sensor = str(entry[0])
             age = entry[2] if len(entry) > 2 and isinstance(entry[2], int) else 0
             mts = base - age
             values = {str(k): v for k, v in entry[1].items()}
-            known = sensors.setdefault(sensor, [])
+            known = sensors.get(sensor)
+            if known is None:
+                known = sensors[sensor] = []
             for qn, v in values.items():
                 if not isinstance(v, int | float) or isinstance(v, bool):
                     continue
                 if qn not in known:
                     known.append(qn)
                     new_quantity = True
-                st = self._stats.setdefault((mac, sensor, qn), RollingStats(self.cfg.anomaly_window))
-                anomalous, mean, std = st.check_and_add(float(v), self.cfg.anomaly_z)
-                rows.append((mac, sensor, qn, float(v), mts, int(anomalous)))
+                key = (mac, sensor, qn)
+                st = stats.get(key)
+                if st is None:
+                    st = stats[key] = RollingStats(self.cfg.anomaly_window)
+                fv = float(v)
+                anomalous, mean, std = st.check_and_add(fv, z)
+                rows.append((mac, sensor, qn, fv, mts, int(anomalous)))
                 if anomalous:
                     self.counters["anomalies"] += 1
                     ev = {"ev": "anomaly", "sev": "warn", "ts": mts, "time": iso(mts),
@@ -382,16 +430,19 @@ class Bridge:
                     out.append((self.topics.event(mac), {"node": mac, **ev}, False))
                     live.append({"type": "event", "node": mac, **ev})
                     self.recent.append({"node": mac, **ev})
-            self.counters["readings"] += 1
+            n += 1
             latest[sensor] = {"values": values, "ts": mts}
-            out.append((self.topics.telemetry(mac, sensor), {
-                "node": mac, "name": dev.get("name"), "sensor": sensor, "values": values, "ts": mts,
-                "time": iso(mts), "age_ms": age, "rssi": m.get("rssi"),
-                "msg": {"boot": boot, "q": q, "i": i}}, False))
-        self.store.insert_telemetry(rows)
+            topic = topics.get((mac, sensor))
+            if topic is None:
+                topic = topics[(mac, sensor)] = self.topics.telemetry(mac, sensor)
+            out.append((topic, {
+                "node": mac, "name": name, "sensor": sensor, "values": values, "ts": mts,
+                "time": iso(mts), "age_ms": age, "rssi": rssi, "msg": {"boot": boot, "q": q, "i": i}}, False))
+        self.counters["readings"] += n
         if new_quantity or not dev.get("discovered"):
             self._discovery(mac, dev, out)
-        live.append({"type": "tel", "node": mac, "latest": latest, "rssi": dev.get("rssi"), "ts": rx})
+        if self._listeners:   # the page's live feed (nobody listening: nothing to build)
+            live.append({"type": "tel", "node": mac, "latest": latest, "rssi": dev.get("rssi"), "ts": rx})
 
     def _command_side_effects(self, p: Pending, res: dict[str, Any], out: list[tuple[str, dict[str, Any] | str, bool]],
                               changed: set[str]) -> None:
@@ -477,14 +528,16 @@ class Bridge:
         """Outbox rows (inside the caller's transaction). Every JSON object gets ``id`` (stable: the
         bridge id and outbox sequence, identical in a republish) and ``seq``."""
         rows = []
+        seq = self.store.next_out_seq(len(out))
+        prefix = f"{self.cfg.bridge_id}:"
+        enc = _JSON.encode
         for topic, payload, retain in out:
-            seq = self.store.next_out_seq()
             if isinstance(payload, dict):
-                body = json.dumps({"id": f"{self.cfg.bridge_id}:{seq}", "seq": seq, **payload},
-                                  separators=(",", ":")).encode()
+                body = enc({"id": prefix + str(seq), "seq": seq, **payload}).encode()
             else:
                 body = payload.encode()
             rows.append((seq, topic, body, retain, ts))
+            seq += 1
         if rows:
             self.store.insert_outbox(rows)
 
