@@ -260,3 +260,44 @@ def test_port_vanishes_and_returns_and_broker_outage_keeps_order(tmp_path: Path,
         bridge.stop()
         gw.close()
         sub.close()
+
+
+def test_an_event_repeated_after_a_gateway_reboot_is_published_and_stored_once(tmp_path: Path,
+                                                                                 broker: Mosquitto) -> None:
+    """The node's (boot, e) identifies an event: the same event forwarded again by a rebooted gateway
+    (new g and s) is acknowledged but neither published nor stored a second time."""
+    sub = Subscriber(broker.port, [f"{ROOT}/+/event"], client_id="evt-sub")
+    gw = ScriptedGateway(tmp_path)
+    bridge = make_bridge(tmp_path, gw, broker)
+    door = {"t": "evt", "from": N1, "rssi": -40, "d": {"ev": "door", "sev": "warn", "boot": 3, "e": 7,
+                                                        "d": {"open": True}}}
+    try:
+        wait_until(lambda: any(m.get("t") == "hello" for m in gw.host_msgs), 15, "hello")
+        gw.send({"t": "boot", "fw": "0.1.0", "name": "gw", "boot": 1})
+        gw.send(door)
+        gw.send(door)                                         # twice in one group
+        gw.g, gw.s = 2, 0                                     # the gateway reboots and forwards it again
+        gw.send({"t": "boot", "fw": "0.1.0", "name": "gw", "boot": 2})
+        gw.send(door)
+        gw.send({"t": "evt", "from": N1, "rssi": -40, "d": {"ev": "door", "sev": "info", "boot": 3, "e": 8}})
+        top = gw.s
+        wait_until(lambda: gw.acked >= top, 20, "ack of everything, repeats included")
+
+        def events() -> list[dict[str, Any]]:
+            return [p for _, p in sub.json(lambda t: t == f"{ROOT}/{N1}/event")]
+        wait_until(lambda: any(p["msg"]["e"] == 8 for p in events()), 30, "the later event on MQTT")
+        got = events()
+        assert [(p["ev"], p["sev"], p["msg"]) for p in got] == [
+            ("door", "warn", {"boot": 3, "e": 7}), ("door", "info", {"boot": 3, "e": 8})], got
+        assert got[0]["d"] == {"open": True}
+        assert bridge.counters["events"] == 2 and bridge.counters["evt_duplicates"] == 2
+        con = sqlite3.connect(str(tmp_path / "bridge.db"))
+        try:
+            rows = con.execute("SELECT node, boot, e FROM evtdedup ORDER BY e").fetchall()
+        finally:
+            con.close()
+        assert rows == [(N1, 3, 7), (N1, 3, 8)]
+    finally:
+        bridge.stop()
+        gw.close()
+        sub.close()

@@ -122,6 +122,7 @@ class Bridge:
                                         "permit_join_end": None, "connected": False, "ring_dropped": 0}
         self.counters: dict[str, int] = {k: 0 for k in (
             "uplink_messages", "uplink_duplicates", "tel_messages", "tel_duplicates", "readings", "events",
+            "evt_duplicates",
             "anomalies", "commands", "command_timeouts", "bad_mqtt", "bad_requests", "sink_errors",
             "serial_reconnects", "serial_open_failures", "bad_uplink")}
         self.client: UplinkClient | None = None
@@ -140,6 +141,7 @@ class Bridge:
         self.started = time.time()
         # per group commit (serial thread): node message keys seen for the first time, telemetry rows
         self._tel_new: set[tuple[str, int, int]] = set()
+        self._evt_new: set[tuple[str, int, int]] = set()
         self._tel_rows: list[tuple[str, str, str, float | None, int, int]] = []
         self._tel_topics: dict[tuple[str, str], str] = {}
 
@@ -250,6 +252,7 @@ class Bridge:
                 self.counters["uplink_duplicates"] += len(msgs) - len(new)
                 self.counters["uplink_messages"] += len(new)
                 self._tel_new = self.store.insert_dedup("teldedup", self._node_keys(new, "tel", "q"), rx)
+                self._evt_new = self.store.insert_dedup("evtdedup", self._node_keys(new, "evt", "e"), rx)
                 self._tel_rows = []
                 for m in new:
                     self._derive(m, rx, out, live, done, changed)
@@ -310,10 +313,18 @@ class Bridge:
         if t == "tel" and mac and isinstance(d, dict):
             self._telemetry(mac, m, d, rx, out, live, changed)
         elif t == "evt" and mac and isinstance(d, dict):
+            boot, e = d.get("boot"), d.get("e")
+            if isinstance(boot, int) and isinstance(e, int):
+                if (mac, boot, e) not in self._evt_new:   # a repeat of a stored event (gateway reboot)
+                    self.counters["evt_duplicates"] += 1
+                    return
+                self._evt_new.discard((mac, boot, e))
             dev = self._device(mac, out, changed)
             self._heard(mac, dev, m, rx, out)
             self.counters["events"] += 1
             ev = {"ev": d.get("ev"), "sev": d.get("sev"), "d": d.get("d"), "ts": rx, "time": iso(rx)}
+            if isinstance(e, int):
+                ev["msg"] = {"boot": boot, "e": e}
             out.append((self.topics.event(mac), {"node": mac, **ev}, False))
             if d.get("ev") == "relay" and isinstance(d.get("d"), dict):
                 rd = d["d"]
@@ -329,6 +340,8 @@ class Bridge:
             for k in ("fw", "role", "up", "boot"):
                 if k in d:
                     dev[k] = d[k]
+            if isinstance(d.get("bd"), str):
+                dev["board"] = d["bd"]
             dev["sl"] = d.get("sl") or 0
             if isinstance(d.get("relays"), dict):
                 dev["relays"] = {str(k): bool(v) for k, v in d["relays"].items()}
@@ -346,6 +359,8 @@ class Bridge:
             self._heard(mac, dev, m, rx, out)
             out.append((self.topics.bridge("event"), {"type": "device_joined", "data": {"ieee_address": mac}}, False))
             live.append({"type": "join", "node": mac})
+        elif t == "pj" and isinstance(m.get("open"), int):
+            self._permit_join(m["open"], rx)
         elif t == "boot":
             self.gateway.update({"fw": m.get("fw"), "name": m.get("name"), "boot": m.get("boot")})
             self.gateway["permit_join"] = False
@@ -462,10 +477,18 @@ class Bridge:
             self._info_dirty = True
         elif p.op == "status" and p.mac is None and isinstance(r, dict):
             self.gateway["status"] = r
+            if isinstance(r.get("pj"), int):
+                self._permit_join(r["pj"], now_ms())
             self.gateway["ring_dropped"] = r.get("ring_dropped", 0)
             if r.get("fw") and not self.gateway.get("fw"):
                 self.gateway["fw"] = r.get("fw")
             self._info_dirty = True
+
+    def _permit_join(self, secs: int, at_ms: int) -> None:
+        """The gateway's join window: open for ``secs`` more seconds from ``at_ms`` (0: closed)."""
+        self.gateway["permit_join"] = secs > 0
+        self.gateway["permit_join_end"] = at_ms + secs * 1000 if secs > 0 else None
+        self._info_dirty = True
 
     def _report(self, p: Pending, out: list[tuple[str, dict[str, Any] | str, bool]]) -> None:
         """Publish a command's progress: node ``ack`` topic, or the bridge response of a request."""
