@@ -164,8 +164,12 @@ class UplinkClient:
 
     def __init__(self, port: str | serial.SerialBase, baud: int = DEFAULT_BAUD, hb_interval: float = 1.0,
                  auto_ack: bool = True, max_queue: int = 100_000,
-                 on_messages: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
-        """``on_messages``: called in the reader thread with the new (deduplicated) messages of each chunk
+                 on_messages: Callable[[list[dict[str, Any]]], None] | None = None,
+                 dedup_telemetry: bool = True) -> None:
+        """``dedup_telemetry``: drop node telemetry repeats by ``(from, boot, q)`` here (a caller with a
+        durable dedup of its own, the bridge's store, passes False).
+
+        ``on_messages``: called in the reader thread with the new (deduplicated) messages of each chunk
         read from the port, *before* they are acknowledged; the acknowledgement is sent only after it
         returns, so a caller that stores them first (the bridge) never has a message acknowledged that it
         did not keep. If it raises, nothing of that chunk is acknowledged and the gateway resends it.
@@ -176,6 +180,7 @@ class UplinkClient:
         self.baud = baud
         self.hb_interval = hb_interval
         self.auto_ack = auto_ack
+        self.dedup_telemetry = dedup_telemetry
         self.stats = UplinkStats()
         self._dec = FastFrameDecoder(MAX_FRAME)
         self._q: queue.Queue[dict[str, Any]] = queue.Queue(max_queue)
@@ -548,7 +553,7 @@ class UplinkClient:
                 self._hole_since = None
             ack = self._contig[g]
         self.stats.messages += 1
-        if msg["t"] == "tel" and self._seen_telemetry(msg):
+        if self.dedup_telemetry and msg["t"] == "tel" and self._seen_telemetry(msg):
             # the same node message again (a repeat after a gateway reboot or re-pairing): acknowledged on
             # the uplink like any message, not delivered twice (docs/protocol.md, "exactly once")
             self.stats.tel_duplicates += 1

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from fieldlink_host import __version__
 from fieldlink_host.bridge.config import BridgeConfig
 from fieldlink_host.bridge.mqtt import Publisher
+from fieldlink_host.bridge.pubproc import ProcessPublisher
 from fieldlink_host.bridge.store import Store, now_ms
 from fieldlink_host.bridge.topics import Topics
 from fieldlink_host.errors import FieldlinkError
@@ -126,7 +127,7 @@ class Bridge:
             "anomalies", "commands", "command_timeouts", "bad_mqtt", "bad_requests", "sink_errors",
             "serial_reconnects", "serial_open_failures", "bad_uplink")}
         self.client: UplinkClient | None = None
-        self.publisher: Publisher | None = None
+        self.publisher: Publisher | ProcessPublisher | None = None
         self.pending: dict[int, Pending] = {}
         self.recent: deque[dict[str, Any]] = deque(maxlen=200)
         self.commands_done: deque[dict[str, Any]] = deque(maxlen=200)
@@ -148,12 +149,16 @@ class Bridge:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> Bridge:
         if self.cfg.mqtt.url:
-            self.publisher = Publisher(
-                self.cfg.mqtt, self.store, client_id=self.cfg.mqtt.client_id or f"fieldlink-{self.cfg.bridge_id}",
-                will_topic=self.topics.bridge("state"),
-                subscriptions=[self.topics.cmd_filter, self.topics.request_filter,
-                               f"{self.cfg.discovery_prefix}/status"],
-                on_message=self.handle_mqtt)
+            kw: dict[str, Any] = {
+                "client_id": self.cfg.mqtt.client_id or f"fieldlink-{self.cfg.bridge_id}",
+                "will_topic": self.topics.bridge("state"),
+                "subscriptions": [self.topics.cmd_filter, self.topics.request_filter,
+                                  f"{self.cfg.discovery_prefix}/status"],
+                "on_message": self.handle_mqtt}
+            if self.cfg.mqtt.process:
+                self.publisher = ProcessPublisher(self.cfg.mqtt, self.store, synchronous=self.cfg.synchronous, **kw)
+            else:
+                self.publisher = Publisher(self.cfg.mqtt, self.store, **kw)
             self.publisher.start()
         if self.cfg.discovery:
             self._publish(self._gateway_discovery())   # before any node names it in via_device
@@ -186,13 +191,14 @@ class Bridge:
         if port is None:
             raise FieldlinkError("bridge: no gateway port configured")
         if isinstance(port, str):
-            client = UplinkClient(port, self.cfg.baud, on_messages=self._on_messages)
+            client = UplinkClient(port, self.cfg.baud, on_messages=self._on_messages, dedup_telemetry=False)
         else:
             try:
                 ser = port()
             except OSError as exc:
                 raise UplinkError(f"cannot open the gateway port: {exc}") from exc
-            client = UplinkClient(ser, self.cfg.baud, on_messages=self._on_messages)  # type: ignore[arg-type]
+            client = UplinkClient(ser, self.cfg.baud, on_messages=self._on_messages,  # type: ignore[arg-type]
+                                  dedup_telemetry=False)   # the store dedups (from, boot, q) durably
         st = self.store.resume_state()
         if st is not None:   # what is stored counts as received: older resends are new, stored ones repeats
             client.resume(*st)

@@ -65,7 +65,9 @@ class Store:
             raise FieldlinkError(f"bridge db {self.path}: {exc}") from exc
         self.rlock = threading.Lock()
         row = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM outbox").fetchone()
-        self._next_out = max(int(row[0]), self.get_meta("out_seq")) + 1
+        # the published cursor too: after a crash the outbox may be trimmed empty and out_seq (saved on a
+        # clean close) old, and an id must never be given to a second message
+        self._next_out = max(int(row[0]), self.get_meta("out_seq"), self.get_meta("published")) + 1
 
     def close(self) -> None:
         with self.lock:
