@@ -38,6 +38,8 @@ EPOCH_MIN_MS = 1_600_000_000_000
 #: compact JSON for MQTT payloads (one encoder, not one per message); payloads come from msgpack maps,
 #: which cannot hold cycles
 _JSON = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+#: seconds between saves of changed device registry rows (new devices are saved at once)
+DEVICE_SAVE_S = 2.0
 
 
 class SerialLike(Protocol):
@@ -143,6 +145,9 @@ class Bridge:
         # per group commit (serial thread): node message keys seen for the first time, telemetry rows
         self._tel_new: set[tuple[str, int, int]] = set()
         self._evt_new: set[tuple[str, int, int]] = set()
+        self._dev_dirty: set[str] = set()       # device rows not saved yet (serial thread)
+        self._dev_new: set[str] = set()
+        self._dev_saved = 0.0
         self._tel_rows: list[tuple[str, str, str, float | None, int, int]] = []
         self._tel_topics: dict[tuple[str, str], str] = {}
 
@@ -175,6 +180,12 @@ class Bridge:
         if self.client is not None:
             self.client.close()
             self.client = None
+        if self._dev_dirty:
+            try:
+                with self.store.tx():
+                    self._save_devices(set(), force=True)
+            except Exception:  # noqa: BLE001 - derived state; stopping must go on
+                log.exception("bridge: saving the device registry failed")
         if self.publisher is not None:
             self.publisher.stop()
         self.store.close()
@@ -263,7 +274,7 @@ class Bridge:
                 for m in new:
                     self._derive(m, rx, out, live, done, changed)
                 self.store.insert_telemetry(self._tel_rows)
-                self.store.save_devices({mac: self.devices[mac] for mac in changed if mac in self.devices})
+                self._save_devices(changed)
                 self._enqueue(out, rx)
         except Exception:
             self.counters["sink_errors"] += 1
@@ -278,6 +289,19 @@ class Bridge:
             p.done.set()
         for ev in live:
             self._broadcast(ev)
+
+    def _save_devices(self, changed: set[str], force: bool = False) -> None:
+        """Device registry rows (inside the caller's transaction). A new device is saved at once; updates
+        (last seen, RSSI, latest readings) at most every DEVICE_SAVE_S and on stop: they are derived state,
+        rebuilt by the next message, not data the gateway was told it may forget."""
+        self._dev_dirty |= changed
+        now = time.monotonic()
+        if not (force or self._dev_new & self._dev_dirty or now - self._dev_saved >= DEVICE_SAVE_S):
+            return
+        self.store.save_devices({mac: self.devices[mac] for mac in self._dev_dirty if mac in self.devices})
+        self._dev_dirty.clear()
+        self._dev_new.clear()
+        self._dev_saved = now
 
     @staticmethod
     def _node_keys(msgs: list[dict[str, Any]], t: str, k: str) -> list[tuple[str, int, int]]:
@@ -298,6 +322,7 @@ class Bridge:
             dev = {"mac": mac, "name": None, "sensors": {}, "relays": {}, "first_seen": now_ms()}
             self.devices[mac] = dev
             self._devices_dirty = True
+            self._dev_new.add(mac)
         changed.add(mac)
         return dev
 
@@ -560,9 +585,14 @@ class Bridge:
         seq = self.store.next_out_seq(len(out))
         prefix = f"{self.cfg.bridge_id}:"
         enc = _JSON.encode
+        head = '{"id":' + enc(prefix)[:-1]          # '{"id":"<bridge_id>:' (JSON-escaped)
         for topic, payload, retain in out:
             if isinstance(payload, dict):
-                body = enc({"id": prefix + str(seq), "seq": seq, **payload}).encode()
+                if payload and "id" not in payload and "seq" not in payload:
+                    # id and seq spliced in front of the encoded payload (no merged dict per message)
+                    body = f'{head}{seq}","seq":{seq},{enc(payload)[1:]}'.encode()
+                else:   # an "id" of the payload's own (a command's correlation id) wins
+                    body = enc({"id": prefix + str(seq), "seq": seq, **payload}).encode()
             else:
                 body = payload.encode()
             rows.append((seq, topic, body, retain, ts))

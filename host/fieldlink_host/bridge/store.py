@@ -6,6 +6,7 @@ a power cut, which is what "committed before acknowledged" promises (docs/bridge
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import threading
@@ -36,6 +37,13 @@ CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 """
 
 SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+@functools.lru_cache(maxsize=16)
+def _dedup_sql(table: str, col: str, n: int) -> str:
+    # a join with a VALUES list is one primary key search per key (a row-value IN scans the whole table)
+    return (f"SELECT t.node, t.boot, t.{col} FROM (VALUES " + ",".join(["(?,?,?)"] * n)
+            + f") AS v JOIN {table} t ON t.node=v.column1 AND t.boot=v.column2 AND t.{col}=v.column3")
 
 
 def now_ms() -> int:
@@ -148,12 +156,13 @@ class Store:
         col = "q" if table == "teldedup" else "e"
         want = list(dict.fromkeys(keys))
         old: set[tuple[str, int, int]] = set()
-        for i in range(0, len(want), 300):          # 900 variables per query, far below SQLite's limits
-            part = want[i:i + 300]
-            # a join with the VALUES list is a primary key search per key (a row-value IN scans the table)
-            sql = (f"SELECT t.node, t.boot, t.{col} FROM (VALUES " + ",".join(["(?,?,?)"] * len(part))
-                   + f") AS v JOIN {table} t ON t.node=v.column1 AND t.boot=v.column2 AND t.{col}=v.column3")
-            old.update((r[0], r[1], r[2]) for r in self.db.execute(sql, [x for k in part for x in k]))
+        for i in range(0, len(want), 256):          # 768 variables per query, far below SQLite's limits
+            part = want[i:i + 256]
+            # a few fixed sizes (the last key repeated to fill) so the statement is prepared once per size
+            size = next(n for n in (4, 16, 64, 256) if n >= len(part))
+            part += [part[-1]] * (size - len(part))
+            old.update((r[0], r[1], r[2]) for r in self.db.execute(_dedup_sql(table, col, size),
+                                                                   [x for k in part for x in k]))
         new = [k for k in want if k not in old]
         self.db.executemany(f"INSERT INTO {table}(node, boot, {col}, rx_ms) VALUES(?,?,?,?)",
                             [(*k, rx_ms) for k in new])
