@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "system"))
 from bridge_support import Mosquitto, ScriptedGateway, Subscriber, tel, wait_until  # noqa: E402
 from fieldlink_host.bridge.config import BridgeConfig, MqttConfig  # noqa: E402
 from fieldlink_host.bridge.core import Bridge  # noqa: E402
+from fieldlink_host.bridge.pubproc import ProcessPublisher  # noqa: E402
 from fieldlink_host.bridge.store import now_ms  # noqa: E402
 
 N1 = "020000000001"
@@ -297,6 +298,35 @@ def test_an_event_repeated_after_a_gateway_reboot_is_published_and_stored_once(t
         finally:
             con.close()
         assert rows == [(N1, 3, 7), (N1, 3, 8)]
+    finally:
+        bridge.stop()
+        gw.close()
+        sub.close()
+
+
+def test_publisher_process_that_dies_is_started_again_and_misses_nothing(tmp_path: Path, broker: Mosquitto) -> None:
+    """The MQTT publisher runs in a child process; if it dies the bridge starts another, which continues
+    after the durable cursor: everything stored meanwhile still reaches the broker."""
+    sub = Subscriber(broker.port, [f"{ROOT}/+/telemetry/#"], client_id="proc-sub")
+    gw = ScriptedGateway(tmp_path)
+    bridge = make_bridge(tmp_path, gw, broker, discovery=False)
+    try:
+        pub = bridge.publisher
+        assert isinstance(pub, ProcessPublisher)
+        wait_until(lambda: any(m.get("t") == "hello" for m in gw.host_msgs), 15, "hello")
+        wait_until(pub.connected.is_set, 30, "publisher connected")
+        gw.send(tel(N1, 3, 1, 20.0))
+        wait_until(lambda: len(sub.json(lambda t: "/telemetry/" in t)) >= 1, 30, "first reading on MQTT")
+        proc = pub._proc   # noqa: SLF001 - the test kills the child on purpose
+        assert proc is not None
+        proc.kill()
+        proc.wait(10)
+        for q in range(2, 12):
+            gw.send(tel(N1, 3, q, 20.0 + q))
+        wait_until(lambda: {p["msg"]["q"] for _, p in sub.json(lambda t: "/telemetry/" in t)} >= set(range(1, 12)),
+                   60, "every reading after the restart")
+        assert pub.stats.get("restarts", 0) >= 1
+        assert pub._proc is not None and pub._proc.pid != proc.pid   # noqa: SLF001
     finally:
         bridge.stop()
         gw.close()

@@ -62,9 +62,14 @@ class ProcessPublisher:
         self._proc: subprocess.Popen[bytes] | None = None
         self._wlock = threading.Lock()
         self._reader: threading.Thread | None = None
-        self._pending_notify = threading.Event()
+        self._stopping = threading.Event()
 
     def start(self) -> None:
+        self._spawn()
+        self._reader = threading.Thread(target=self._read, name="fl-mqtt-proc", daemon=True)
+        self._reader.start()
+
+    def _spawn(self) -> None:
         env = dict(os.environ)
         here = str(Path(__file__).resolve().parents[2])      # the directory holding fieldlink_host
         env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
@@ -74,8 +79,6 @@ class ProcessPublisher:
         except OSError as exc:
             raise FieldlinkError(f"mqtt: cannot start the publisher process: {exc}") from exc
         self._send(["cfg", self._child_cfg])
-        self._reader = threading.Thread(target=self._read, name="fl-mqtt-proc", daemon=True)
-        self._reader.start()
 
     def _send(self, msg: list[Any]) -> None:
         proc = self._proc
@@ -95,24 +98,41 @@ class ProcessPublisher:
         return self.store.outbox_pending(self.cursor)
 
     def _read(self) -> None:
-        proc = self._proc
-        assert proc is not None and proc.stdout is not None
-        unpacker = msgpack.Unpacker(raw=False)
-        fd = proc.stdout.fileno()
+        backoff = 1.0
         while True:
-            try:
-                data = os.read(fd, 65536)
-            except OSError:
-                data = b""
-            if not data:
-                self.connected.clear()
+            proc = self._proc
+            if proc is None or proc.stdout is None:
                 return
-            unpacker.feed(data)
-            for msg in unpacker:
+            unpacker = msgpack.Unpacker(raw=False)
+            fd = proc.stdout.fileno()
+            while True:
                 try:
-                    self._handle(msg)
-                except Exception:  # a consumer bug must not stop the status/command path
-                    log.exception("mqtt: handling %r from the publisher process failed", msg[:1])
+                    data = os.read(fd, 65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    break
+                backoff = 1.0
+                unpacker.feed(data)
+                for msg in unpacker:
+                    try:
+                        self._handle(msg)
+                    except Exception:  # a consumer bug must not stop the status/command path
+                        log.exception("mqtt: handling %r from the publisher process failed", msg[:1])
+            self.connected.clear()
+            if self._stopping.wait(backoff):
+                return
+            # the publisher process died on its own: start another (it resumes after the durable cursor)
+            log.warning("mqtt: the publisher process ended (exit %s); starting it again", proc.poll())
+            self.stats["restarts"] = self.stats.get("restarts", 0) + 1
+            backoff = min(backoff * 2, 30.0)
+            try:
+                proc.wait(5)
+                if proc.stdout is not None:
+                    proc.stdout.close()
+                self._spawn()
+            except (FieldlinkError, subprocess.TimeoutExpired) as exc:
+                log.warning("mqtt: %s", exc)
 
     def _handle(self, msg: list[Any]) -> None:
         if msg[0] == "st":
@@ -127,6 +147,7 @@ class ProcessPublisher:
             self._on_message(str(msg[1]), bytes(msg[2]))
 
     def stop(self, timeout: float = 3.0) -> None:
+        self._stopping.set()
         proc = self._proc
         if proc is None:
             return
@@ -153,7 +174,10 @@ class ProcessPublisher:
 def _child(stdin: IO[bytes], stdout: IO[bytes]) -> int:
     from fieldlink_host.bridge.mqtt import Publisher
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the bridge stops us (Ctrl-C goes to the whole group)
+    # the bridge stops us (Ctrl-C goes to the whole process group, a service manager's SIGTERM to the
+    # whole cgroup): a clean stop publishes "offline" and saves the cursor; a dead bridge closes our stdin
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     unpacker = msgpack.Unpacker(raw=False)
     fd = stdin.fileno()
     wlock = threading.Lock()
