@@ -536,6 +536,14 @@ class UplinkClient:
                 self._above[g] = set()
             above = self._above[g]
             contig = self._contig[g]
+            if s == contig + 1 and not above:  # the usual case: the next one, no hole open
+                self._contig[g] = s
+                self._hole_since = None
+                self.stats.messages += 1
+                if self.dedup_telemetry and msg["t"] == "tel" and self._seen_telemetry(msg):
+                    self.stats.tel_duplicates += 1
+                    return None, s
+                return msg, s
             if s <= contig or s in above:
                 self.stats.duplicates += 1
                 return None, contig if g == self._gw_boot else 0
