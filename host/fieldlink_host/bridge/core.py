@@ -616,6 +616,8 @@ class Bridge:
         while not self._stop.wait(0.5):
             try:
                 self._housekeeping()
+                if isinstance(self.publisher, ProcessPublisher):
+                    self.publisher.trim()
                 now = time.monotonic()
                 if self._info_dirty or now - last_info > 30:
                     self._info_dirty = False

@@ -35,8 +35,11 @@ BATCH = 1000
 class Publisher:
     def __init__(self, cfg: MqttConfig, store: Store, *, client_id: str, will_topic: str,
                  subscriptions: list[str], on_message: MessageHandler,
-                 on_connect: Callable[[], None] | None = None) -> None:
+                 on_connect: Callable[[], None] | None = None, trim: bool = True) -> None:
+        """``trim``: delete published outbox rows when the cursor is saved (False: the bridge process does
+        it, so a publisher process spends its core on MQTT)."""
         self.cfg = cfg
+        self.trim = trim
         self.store = store
         self.host, self.port, tls = cfg.endpoint()
         self.will_topic = will_topic
@@ -144,7 +147,10 @@ class Publisher:
     def _save_cursor(self) -> None:
         cur = self.cursor
         if cur != self._saved_cursor:
-            self.store.save_published(cur)
+            if self.trim:
+                self.store.save_published(cur)
+            else:
+                self.store.set_meta("published", cur)
             self._saved_cursor = cur
 
     def _advance(self) -> None:

@@ -63,6 +63,7 @@ class ProcessPublisher:
         self._wlock = threading.Lock()
         self._reader: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._trimmed = 0
 
     def start(self) -> None:
         self._spawn()
@@ -96,6 +97,14 @@ class ProcessPublisher:
 
     def backlog(self) -> int:
         return self.store.outbox_pending(self.cursor)
+
+    def trim(self) -> None:
+        """Delete the outbox rows the broker acknowledged (the bridge's housekeeping calls this): they are
+        no longer needed, and after a restart the publisher starts after its saved cursor anyway."""
+        cur = self.cursor
+        if cur > self._trimmed:
+            self.store.trim_outbox(cur)
+            self._trimmed = cur
 
     def _read(self) -> None:
         backoff = 1.0
@@ -205,7 +214,8 @@ def _child(stdin: IO[bytes], stdout: IO[bytes]) -> int:
     c = first[1]
     store = Store(c["db"], c["synchronous"])
     pub = Publisher(MqttConfig(**c["mqtt"]), store, client_id=c["client_id"], will_topic=c["will_topic"],
-                    subscriptions=list(c["subscriptions"]), on_message=lambda t, p: send(["msg", t, p]))
+                    subscriptions=list(c["subscriptions"]), on_message=lambda t, p: send(["msg", t, p]),
+                    trim=False)   # the bridge trims the published outbox rows (ProcessPublisher.trim)
     pub.start()
     done = threading.Event()
 
