@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import binascii
 import itertools
 import queue
 import threading
@@ -28,7 +29,8 @@ from typing import Any
 
 import msgpack
 import serial
-from fieldlink.codec.serialframe import FrameDecoder, encode_frame
+from cobs import cobs
+from fieldlink.codec.serialframe import encode_frame, max_body_len
 
 from fieldlink_host.errors import FieldlinkError
 
@@ -39,6 +41,77 @@ TEL_SEEN = 64
 #: seconds a hole in the uplink sequence may stay open before it is taken as messages the gateway's
 #: ring dropped (the gateway resends unacknowledged messages after 1 s without progress)
 HOLE_WAIT = 2.5
+#: bytes per read; a commit group (one sink call, one ack) ends when the port is empty, after GROUP_MAX
+#: messages or GROUP_S seconds
+READ_MAX = 65536
+GROUP_MAX = 4096
+GROUP_S = 0.05
+
+
+class FastFrameDecoder:
+    """The host's serial frame decoder: the same rules, results and counters as the device's
+    ``fieldlink.codec.serialframe.FrameDecoder`` (docs/protocol.md "Receiving and resynchronisation",
+    cross-checked in tests/unit/test_uplink_client.py), with the per-byte work done in C: ``bytes.split``
+    at 0x00, the PyPI ``cobs`` decoder and ``binascii.crc_hqx`` (CRC-16 with polynomial 0x1021; from
+    0xFFFF it is CRC-16/CCITT-FALSE, and the CRC over payload + its big-endian CRC is 0)."""
+
+    def __init__(self, max_frame: int) -> None:
+        self.max_frame = max_frame
+        self._cap = max_body_len(max_frame)
+        self._part = b""          # bytes of the frame not finished yet
+        self._skip = False        # inside an oversize frame: drop up to the next 0x00
+        self.frames = 0
+        self.crc_errors = 0
+        self.framing_errors = 0
+        self.oversize = 0
+        self.bytes_in = 0
+
+    def stats(self) -> dict[str, int]:
+        return {"frames": self.frames, "crc_errors": self.crc_errors, "framing_errors": self.framing_errors,
+                "oversize": self.oversize, "bytes_in": self.bytes_in}
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self.bytes_in += len(data)
+        parts = bytes(data).split(b"\x00")
+        tail = parts.pop()                     # after the last 0x00: the next, unfinished frame
+        out: list[bytes] = []
+        cap = self._cap
+        if parts:
+            first = parts[0]
+            if self._skip:
+                self._skip = False
+                parts[0] = b""                 # the end of an oversize frame, already counted
+            elif self._part:
+                parts[0] = self._part + first
+            self._part = b""
+            for body in parts:
+                if not body:
+                    continue
+                if len(body) > cap:
+                    self.oversize += 1
+                    continue
+                try:
+                    dec = cobs.decode(body)
+                except cobs.DecodeError:
+                    self.framing_errors += 1
+                    continue
+                if len(dec) < 2:
+                    self.framing_errors += 1
+                elif binascii.crc_hqx(dec, 0xFFFF):
+                    self.crc_errors += 1
+                elif len(dec) - 2 > self.max_frame:
+                    self.oversize += 1
+                else:
+                    self.frames += 1
+                    out.append(dec[:-2])
+        if tail and not self._skip:
+            if len(self._part) + len(tail) > cap:
+                self.oversize += 1
+                self._skip = True
+                self._part = b""
+            else:
+                self._part += tail
+        return out
 
 
 class UplinkError(FieldlinkError):
@@ -91,8 +164,12 @@ class UplinkClient:
 
     def __init__(self, port: str | serial.SerialBase, baud: int = DEFAULT_BAUD, hb_interval: float = 1.0,
                  auto_ack: bool = True, max_queue: int = 100_000,
-                 on_messages: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
-        """``on_messages``: called in the reader thread with the new (deduplicated) messages of each chunk
+                 on_messages: Callable[[list[dict[str, Any]]], None] | None = None,
+                 dedup_telemetry: bool = True) -> None:
+        """``dedup_telemetry``: drop node telemetry repeats by ``(from, boot, q)`` here (a caller with a
+        durable dedup of its own, the bridge's store, passes False).
+
+        ``on_messages``: called in the reader thread with the new (deduplicated) messages of each chunk
         read from the port, *before* they are acknowledged; the acknowledgement is sent only after it
         returns, so a caller that stores them first (the bridge) never has a message acknowledged that it
         did not keep. If it raises, nothing of that chunk is acknowledged and the gateway resends it.
@@ -103,8 +180,9 @@ class UplinkClient:
         self.baud = baud
         self.hb_interval = hb_interval
         self.auto_ack = auto_ack
+        self.dedup_telemetry = dedup_telemetry
         self.stats = UplinkStats()
-        self._dec = FrameDecoder(MAX_FRAME)
+        self._dec = FastFrameDecoder(MAX_FRAME)
         self._q: queue.Queue[dict[str, Any]] = queue.Queue(max_queue)
         self._wlock = threading.Lock()
         self._plock = threading.Lock()
@@ -265,11 +343,31 @@ class UplinkClient:
     def decoder_stats(self) -> dict[str, int]:
         return dict(self._dec.stats())
 
+    def _waiting(self) -> int:
+        """Bytes the port holds right now (pyserial's ``in_waiting``); 0 for ports without it."""
+        try:
+            return int(getattr(self._ser, "in_waiting", 0) or 0)
+        except (serial.SerialException, OSError, TypeError, ValueError):
+            return 0
+
+    def _read_chunk(self) -> bytes:
+        """What the port holds now, waiting up to its timeout for the first byte."""
+        ser = self._ser
+        assert ser is not None
+        if not hasattr(ser, "in_waiting"):
+            return bytes(ser.read(READ_MAX))    # ports that return what is there (ptys, fakes)
+        n = self._waiting()
+        if n:
+            return bytes(ser.read(min(n, READ_MAX)))
+        first = bytes(ser.read(1))              # pyserial: blocks up to the timeout
+        n = self._waiting() if first else 0
+        return first + bytes(ser.read(min(n, READ_MAX))) if n else first
+
     def _reader(self) -> None:
         assert self._ser is not None
         while not self._stop.is_set():
             try:
-                data = self._ser.read(4096)
+                data = self._read_chunk()
             except (serial.SerialException, OSError, TypeError):
                 if self._stop.is_set():
                     return
@@ -280,18 +378,33 @@ class UplinkClient:
             self.read_failures = 0
             top = 0
             if data:
+                # group commit: keep reading while the port has more (bounded), hand everything to the
+                # sink in one call (the bridge commits it in one transaction), then one cumulative ack
                 new: list[tuple[dict[str, Any], int]] = []
-                for payload in self._dec.feed(data):
-                    self.stats.frames += 1
+                t_end = time.monotonic() + GROUP_S
+                while True:
+                    for payload in self._dec.feed(data):
+                        self.stats.frames += 1
+                        try:
+                            msg, s = self._payload(payload)
+                        except Exception as exc:  # noqa: BLE001 - the reader survives any payload
+                            self.stats.reader_errors += 1
+                            self.stats.last_reader_error = f"{type(exc).__name__}: {exc}"[:200]
+                            continue
+                        top = max(top, s)
+                        if msg is not None:
+                            new.append((msg, s))
+                    n = self._waiting()
+                    if not n or len(new) >= GROUP_MAX or time.monotonic() > t_end:
+                        break
                     try:
-                        msg, s = self._payload(payload)
-                    except Exception as exc:  # noqa: BLE001 - the reader survives any payload
-                        self.stats.reader_errors += 1
-                        self.stats.last_reader_error = f"{type(exc).__name__}: {exc}"[:200]
-                        continue
-                    top = max(top, s)
-                    if msg is not None:
-                        new.append((msg, s))
+                        data = bytes(self._ser.read(min(n, READ_MAX)))
+                    except (serial.SerialException, OSError, TypeError):
+                        break                   # the next read counts it; deliver what arrived
+                    if not data:
+                        break
+                if top and self._gw_boot in self._contig:
+                    top = self._contig[self._gw_boot]   # the level of the current gateway boot only
                 if new and not self._deliver(new):
                     top = 0
             if self._hole_since is not None and time.monotonic() - self._hole_since > HOLE_WAIT:
@@ -423,6 +536,14 @@ class UplinkClient:
                 self._above[g] = set()
             above = self._above[g]
             contig = self._contig[g]
+            if s == contig + 1 and not above:  # the usual case: the next one, no hole open
+                self._contig[g] = s
+                self._hole_since = None
+                self.stats.messages += 1
+                if self.dedup_telemetry and msg["t"] == "tel" and self._seen_telemetry(msg):
+                    self.stats.tel_duplicates += 1
+                    return None, s
+                return msg, s
             if s <= contig or s in above:
                 self.stats.duplicates += 1
                 return None, contig if g == self._gw_boot else 0
@@ -440,7 +561,7 @@ class UplinkClient:
                 self._hole_since = None
             ack = self._contig[g]
         self.stats.messages += 1
-        if msg["t"] == "tel" and self._seen_telemetry(msg):
+        if self.dedup_telemetry and msg["t"] == "tel" and self._seen_telemetry(msg):
             # the same node message again (a repeat after a gateway reboot or re-pairing): acknowledged on
             # the uplink like any message, not delivered twice (docs/protocol.md, "exactly once")
             self.stats.tel_duplicates += 1

@@ -1,5 +1,7 @@
 # Gateway role and its serial uplink, with in-memory fakes for the radio (FakeLink) and the serial line
 # (FakeSerial). Runs under CPython and MicroPython.
+import json
+
 from devtest import raises
 
 from test_node_support import (GW_CFG, Clock, FakeAir, FakeLink, FakeSerial, asyncio, pump, run)
@@ -7,7 +9,7 @@ from test_node_support import (GW_CFG, Clock, FakeAir, FakeLink, FakeSerial, asy
 from fieldlink.codec import mpack
 from fieldlink.codec.serialframe import encode_frame
 from fieldlink.gateway.role import Gateway, mac_bytes, mac_hex
-from fieldlink.link.core import T_TELEMETRY, T_TIME_SYNC
+from fieldlink.link.core import T_HEARTBEAT, T_TELEMETRY, T_TIME_SYNC
 from fieldlink.gateway.ringbuf import CommandQueue, RingBuffer
 from fieldlink.gateway.uplink import Uplink
 
@@ -354,4 +356,50 @@ def test_gateway_tasks_run_under_supervisor():
         assert boot and boot[0]["s"] == 1 and boot[0]["g"] == 3
         r.gw.stop()
         await asyncio.sleep(0.02)
+    run(main())
+
+
+def test_gateway_reports_join_window_and_forwards_board_and_battery():
+    async def main():
+        r = GwRig()
+        n1 = r.node(N1)
+        msgs = await r.cmd(1, "pair_begin", s=30)
+        assert [m["open"] for m in msgs if m["t"] == "pj"] == [30]
+        r.clk.advance(10500)
+        msgs = await r.cmd(2, "status")
+        assert res_of(msgs, 2)[0]["r"]["pj"] == 20          # seconds left, rounded up
+        r.clk.advance(20000)
+        r.gw.housekeeping()                                  # the window closed by itself: reported once
+        r.gw.housekeeping()
+        msgs = await r.io()
+        assert [m["open"] for m in msgs if m["t"] == "pj"] == [0]
+        msgs = await r.cmd(3, "status")
+        assert res_of(msgs, 3)[0]["r"]["pj"] == 0
+        msgs = await r.cmd(4, "pair_begin", s=60)
+        msgs += await r.cmd(5, "pair_end")
+        assert [m["open"] for m in msgs if m["t"] == "pj"] == [60, 0] and r.link.join_s == 0
+        # a heartbeat's board and battery go up unchanged and into the peer table
+        await n1.send(GW, T_HEARTBEAT, {"up": 5, "boot": 2, "fw": "0.1.0", "role": "node", "bd": "sim-node",
+                                        "bat": 87})
+        msgs = await r.io()
+        nhb = [m for m in msgs if m["t"] == "nhb"]
+        assert nhb[0]["d"]["bd"] == "sim-node" and nhb[0]["d"]["bat"] == 87
+        msgs = await r.cmd(6, "peers")
+        peer = res_of(msgs, 6)[0]["r"][0]
+        assert peer["bd"] == "sim-node" and peer["bat"] == 87
+    run(main())
+
+
+def test_gateway_opens_the_join_window_at_start_and_says_so():
+    async def main():
+        cfg = json.loads(json.dumps(GW_CFG))
+        cfg["options"]["permit_join_s"] = 15
+        r = GwRig(cfg)
+        r.gw.start()
+        await asyncio.sleep(0.05)
+        msgs = r.ser.take()
+        r.gw.stop()
+        await asyncio.sleep(0.02)
+        assert [m["t"] for m in msgs][:2] == ["boot", "pj"] and msgs[1]["open"] == 15
+        assert r.link.join_s == 15 and r.gw.pj_left() == 15
     run(main())

@@ -355,3 +355,33 @@ def test_config_load_validation_and_last_good_copy():
     last = config.load_last_good(p)
     assert last is not None and last["name"] == "t-node"
     assert config.safe_relay_pins(None) == []
+
+
+def test_heartbeat_carries_board_and_battery_and_events_carry_boot_and_sequence():
+    async def main():
+        # no battery option: mains powered, no "bat"; the board is the config's name
+        r = Rig()
+        assert await r.node.send_heartbeat()
+        hb = r.got[T_HEARTBEAT][-1]
+        assert hb["bd"] == "t-node" and "bat" not in hb
+        # options.battery names a reading (percent): None until it was read, then its last value
+        r = Rig(opts={"battery": "syn.relative_humidity"})
+        assert await r.node.send_heartbeat()
+        assert r.got[T_HEARTBEAT][-1]["bat"] is None
+        readings = await r.node.tick()
+        assert await r.node.send_heartbeat()
+        hb = r.got[T_HEARTBEAT][-1]
+        assert hb["bat"] == readings["syn"]["relative_humidity"] and hb["bd"] == "t-node"
+        # events: (boot, e) with e unique in the boot, shared with telemetry's q counter
+        r.node.emit("door", "warn", {"open": True})
+        r.node.emit("door", "info")
+        r.clk.advance(1000)
+        await r.node.tick()
+        assert await r.node.send_telemetry()
+        assert await r.node.send_events()
+        evs = r.got[T_EVENT]
+        q = r.got[T_TELEMETRY][-1]["q"]
+        assert [(e["ev"], e["boot"]) for e in evs] == [("door", r.state.boot), ("door", r.state.boot)]
+        es = [e["e"] for e in evs]
+        assert es[0] < es[1] and q not in es and len({es[0], es[1], q}) == 3
+    run(main())

@@ -160,6 +160,47 @@ def test_farm_telemetry_discovery_relay_command_and_broker_outage(tmp_path: Path
     assert contiguous(uplink_seqs(tmp_path / "b.db")) == []
 
 
+def test_devices_and_info_carry_board_battery_and_the_gateways_join_window(tmp_path: Path, broker: Mosquitto) -> None:
+    """bridge/devices has each node's board and battery from its heartbeat, bridge/info the join window as
+    the gateway reports it: the farm opened it (600 s) before the bridge came, the bridge never asked."""
+    sub = Subscriber(broker.port, [f"{ROOT_T}/bridge/#"], client_id="info-sub")
+    # the virtual nodes have no battery gauge: their humidity (a percent reading) stands in for one
+    with Farm(nodes=2, workdir=tmp_path / "farm", seed=7,
+              node_options={"battery": "sht.relative_humidity", "heartbeat_s": 2}) as farm:
+        farm.disconnect()
+        assert farm.port is not None
+        port = farm.port
+        t0 = int(time.time() * 1000)
+        bridge = Bridge(BridgeConfig(db=str(tmp_path / "i.db"), bridge_id="info", mqtt=MqttConfig(url=broker.url)),
+                        lambda: port).start()   # type: ignore[arg-type,return-value]
+        nodes = sorted(mac_hex(node_mac(i)) for i in range(1, 3))
+        try:
+            def devices() -> list[dict[str, Any]]:
+                got = sub.json(lambda t: t == f"{ROOT_T}/bridge/devices")
+                return list(got[-1][1]["devices"]) if got else []
+
+            def ready() -> bool:
+                ds = devices()
+                return (sorted(d["mac"] for d in ds) == nodes
+                        and all(isinstance(d["battery"], int | float) for d in ds))
+            wait_until(ready, 90, "bridge/devices with both nodes and their battery")
+            for d in devices():
+                assert d["board"] == "sim-node" and 0 <= d["battery"] <= 100, d
+            wait_until(lambda: any(p.get("permit_join") for _, p in sub.json(lambda t: t == f"{ROOT_T}/bridge/info")),
+                       60, "permit_join from the gateway on bridge/info")
+            info = [p for _, p in sub.json(lambda t: t == f"{ROOT_T}/bridge/info") if p.get("permit_join")][-1]
+            # the end time comes from the gateway's seconds left of the farm's 600 s window
+            assert t0 < info["permit_join_end"] <= t0 + 601_000, info
+            sub.publish(f"{ROOT_T}/bridge/request/permit_join", json.dumps({"value": False, "transaction": 9}))
+            wait_until(lambda: not bridge.gateway["permit_join"], 60, "join window closed")
+            wait_until(lambda: any(p.get("permit_join") is False and p.get("permit_join_end") is None
+                                   for _, p in sub.json(lambda t: t == f"{ROOT_T}/bridge/info")), 60,
+                       "bridge/info says closed")
+        finally:
+            bridge.stop()
+            sub.close()
+
+
 def test_bridge_sigkilled_mid_stream_loses_nothing_acknowledged(tmp_path: Path) -> None:
     gateway = spawn_gateway_pty(tmp_path, nodes=5, ring=256)
     db = tmp_path / "k.db"

@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "system"))
 from bridge_support import Mosquitto, ScriptedGateway, Subscriber, tel, wait_until  # noqa: E402
 from fieldlink_host.bridge.config import BridgeConfig, MqttConfig  # noqa: E402
 from fieldlink_host.bridge.core import Bridge  # noqa: E402
+from fieldlink_host.bridge.pubproc import ProcessPublisher  # noqa: E402
 from fieldlink_host.bridge.store import now_ms  # noqa: E402
 
 N1 = "020000000001"
@@ -256,6 +257,79 @@ def test_port_vanishes_and_returns_and_broker_outage_keeps_order(tmp_path: Path,
                 seen.add(p["id"])
                 first.append(p["msg"]["q"])
         assert first == list(range(1, q + 1))            # every message, in order, none lost
+    finally:
+        bridge.stop()
+        gw.close()
+        sub.close()
+
+
+def test_an_event_repeated_after_a_gateway_reboot_is_published_and_stored_once(tmp_path: Path,
+                                                                                 broker: Mosquitto) -> None:
+    """The node's (boot, e) identifies an event: the same event forwarded again by a rebooted gateway
+    (new g and s) is acknowledged but neither published nor stored a second time."""
+    sub = Subscriber(broker.port, [f"{ROOT}/+/event"], client_id="evt-sub")
+    gw = ScriptedGateway(tmp_path)
+    bridge = make_bridge(tmp_path, gw, broker)
+    door = {"t": "evt", "from": N1, "rssi": -40, "d": {"ev": "door", "sev": "warn", "boot": 3, "e": 7,
+                                                        "d": {"open": True}}}
+    try:
+        wait_until(lambda: any(m.get("t") == "hello" for m in gw.host_msgs), 15, "hello")
+        gw.send({"t": "boot", "fw": "0.1.0", "name": "gw", "boot": 1})
+        gw.send(door)
+        gw.send(door)                                         # twice in one group
+        gw.g, gw.s = 2, 0                                     # the gateway reboots and forwards it again
+        gw.send({"t": "boot", "fw": "0.1.0", "name": "gw", "boot": 2})
+        gw.send(door)
+        gw.send({"t": "evt", "from": N1, "rssi": -40, "d": {"ev": "door", "sev": "info", "boot": 3, "e": 8}})
+        top = gw.s
+        wait_until(lambda: gw.acked >= top, 20, "ack of everything, repeats included")
+
+        def events() -> list[dict[str, Any]]:
+            return [p for _, p in sub.json(lambda t: t == f"{ROOT}/{N1}/event")]
+        wait_until(lambda: any(p["msg"]["e"] == 8 for p in events()), 30, "the later event on MQTT")
+        got = events()
+        assert [(p["ev"], p["sev"], p["msg"]) for p in got] == [
+            ("door", "warn", {"boot": 3, "e": 7}), ("door", "info", {"boot": 3, "e": 8})], got
+        assert got[0]["d"] == {"open": True}
+        assert bridge.counters["events"] == 2 and bridge.counters["evt_duplicates"] == 2
+        con = sqlite3.connect(str(tmp_path / "bridge.db"))
+        try:
+            rows = con.execute("SELECT node, boot, e FROM evtdedup ORDER BY e").fetchall()
+        finally:
+            con.close()
+        assert rows == [(N1, 3, 7), (N1, 3, 8)]
+    finally:
+        bridge.stop()
+        gw.close()
+        sub.close()
+
+
+def test_publisher_process_that_dies_is_started_again_and_misses_nothing(tmp_path: Path, broker: Mosquitto) -> None:
+    """The MQTT publisher runs in a child process; if it dies the bridge starts another, which continues
+    after the durable cursor: everything stored meanwhile still reaches the broker."""
+    sub = Subscriber(broker.port, [f"{ROOT}/+/telemetry/#"], client_id="proc-sub")
+    gw = ScriptedGateway(tmp_path)
+    bridge = make_bridge(tmp_path, gw, broker, discovery=False)
+    try:
+        pub = bridge.publisher
+        assert isinstance(pub, ProcessPublisher)
+        wait_until(lambda: any(m.get("t") == "hello" for m in gw.host_msgs), 15, "hello")
+        wait_until(pub.connected.is_set, 30, "publisher connected")
+        gw.send(tel(N1, 3, 1, 20.0))
+        wait_until(lambda: len(sub.json(lambda t: "/telemetry/" in t)) >= 1, 30, "first reading on MQTT")
+        proc = pub._proc   # noqa: SLF001 - the test kills the child on purpose
+        assert proc is not None
+        proc.kill()
+        proc.wait(10)
+        for q in range(2, 12):
+            gw.send(tel(N1, 3, q, 20.0 + q))
+        wait_until(lambda: {p["msg"]["q"] for _, p in sub.json(lambda t: "/telemetry/" in t)} >= set(range(1, 12)),
+                   60, "every reading after the restart")
+        assert pub.stats.get("restarts", 0) >= 1
+        assert pub._proc is not None and pub._proc.pid != proc.pid   # noqa: SLF001
+        # the bridge process trims what the broker acknowledged (the child only saves its cursor)
+        wait_until(lambda: pub.cursor > 0 and bridge.store.outbox_pending(0) == bridge.store.outbox_pending(pub.cursor),
+                   20, "published outbox rows trimmed")
     finally:
         bridge.stop()
         gw.close()

@@ -52,3 +52,34 @@ def test_history_ranges_and_resume_state(tmp_path: Path) -> None:
     again = Store(tmp_path / "h.db")
     assert again.next_out_seq() == 1 and again.resume_state() == (5, 4, {7, 8})
     again.close()
+
+
+def test_group_inserts_find_repeats_across_and_within_groups(tmp_path: Path) -> None:
+    """insert_uplinks / insert_dedup handle a whole group with a few statements: what was stored in an
+    earlier group and what repeats inside the group are reported as repeats, everything else is new and
+    stored, at every group size (the dedup query is padded to fixed sizes)."""
+    st = Store(tmp_path / "g.db", "NORMAL")
+    try:
+        for n in (1, 3, 4, 5, 17, 64, 65, 255, 256, 257, 600):
+            node = f"n{n}"
+            with st.tx():
+                first = st.insert_dedup("teldedup", [(node, 1, q) for q in range(0, n, 2)], 0)
+            assert first == {(node, 1, q) for q in range(0, n, 2)}
+            keys = [(node, 1, q) for q in range(n)] + [(node, 1, n - 1), (node, 2, 0)]
+            with st.tx():
+                new = st.insert_dedup("teldedup", keys, 0)
+            assert new == {(node, 1, q) for q in range(1, n, 2)} | {(node, 2, 0)}, n
+            with st.tx():
+                assert st.insert_dedup("teldedup", keys, 0) == set()
+        with st.tx():
+            assert st.insert_dedup("evtdedup", [("a", 1, 7), ("a", 1, 7)], 0) == {("a", 1, 7)}
+        msgs = [{"t": "tel", "g": 1, "s": s} for s in (1, 2, 3)]
+        with st.tx():
+            assert st.insert_uplinks(msgs, 0) == [True, True, True]
+        again = [{"t": "tel", "g": 1, "s": 3}, {"t": "tel", "g": 1, "s": 4}, {"t": "tel", "g": 1, "s": 4},
+                 {"t": "tel", "g": 2, "s": 1}, {"t": "log"}]
+        with st.tx():
+            assert st.insert_uplinks(again, 0) == [False, True, False, True, True]
+        assert st.uplink_count() == 6
+    finally:
+        st.close()

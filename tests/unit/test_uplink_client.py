@@ -3,13 +3,16 @@ frames built with the PyPI msgpack library and the device framing, fed through a
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from typing import Any
 
 import msgpack
+import pytest
 from fieldlink.codec.serialframe import FrameDecoder, encode_frame
-from fieldlink_host.uplink import UplinkClient, UplinkError
+from fieldlink_host import uplink
+from fieldlink_host.uplink import FastFrameDecoder, UplinkClient, UplinkError
 
 
 class FakePort:
@@ -184,5 +187,82 @@ def test_a_hole_nobody_fills_is_given_up_as_ring_drops() -> None:
             time.sleep(0.1)
         assert 4 in [m.get("s") for m in port.sent() if m.get("t") == "ack"]
         assert client.stats.gaps == 2
+    finally:
+        client.close()
+
+
+def _noisy_stream(rng: random.Random, max_frame: int) -> bytes:
+    """Valid frames mixed with every kind of bad input the decoder distinguishes."""
+    out = bytearray()
+    for _ in range(rng.randrange(1, 12)):
+        kind = rng.randrange(8)
+        payload = bytes(rng.randrange(256) for _ in range(rng.choice((0, 1, 2, 5, 40, 300, max_frame, max_frame + 1))))
+        frame = bytearray(encode_frame(payload))
+        if kind == 1 and len(frame) > 3:                         # a flipped bit: CRC error (or worse)
+            i = rng.randrange(len(frame) - 1)
+            frame[i] = (frame[i] ^ (1 << rng.randrange(8))) or 1
+        elif kind == 2:                                           # line noise (zeros included)
+            frame = bytearray(rng.randrange(256) for _ in range(rng.randrange(1, 30)))
+        elif kind == 3:                                           # far too long: dropped up to its 0x00
+            frame = bytearray(rng.randrange(1, 256) for _ in range(rng.choice((2000, 5000)))) + b"\x00"
+        elif kind == 4:                                           # a truncated COBS block
+            frame = bytearray([rng.randrange(5, 255), 1, 2, 0])
+        elif kind == 5:                                           # empty frames
+            frame = bytearray(b"\x00" * rng.randrange(1, 3))
+        out += frame
+    return bytes(out)
+
+
+def test_fast_frame_decoder_matches_the_device_decoder() -> None:
+    """The host's C-backed decoder gives the device FrameDecoder's payloads and counters (docs/protocol.md
+    "Receiving and resynchronisation") on random streams of good and bad frames cut at random points."""
+    rng = random.Random(1405)
+    totals = {"frames": 0, "crc_errors": 0, "framing_errors": 0, "oversize": 0}
+    for _ in range(300):
+        max_frame = rng.choice((64, 1024))
+        stream = _noisy_stream(rng, max_frame)
+        ref, fast = FrameDecoder(max_frame), FastFrameDecoder(max_frame)
+        pos = 0
+        while pos < len(stream):
+            n = rng.choice((1, 2, 7, 64, 1000, 5000))
+            chunk = stream[pos:pos + n]
+            pos += n
+            assert fast.feed(chunk) == ref.feed(chunk)
+            assert fast.stats() == ref.stats()
+        for k in totals:
+            totals[k] += ref.stats()[k]
+    assert all(totals.values()), totals   # every outcome was exercised
+
+
+class PtyLikePort(FakePort):
+    """Hands out at most 4095 bytes per read (a pty's line buffer) and says how many are waiting."""
+
+    @property
+    def in_waiting(self) -> int:
+        with self.lock:
+            return len(self.rx)
+
+    def read(self, n: int) -> bytes:
+        return super().read(min(n, 4095))
+
+
+def test_everything_waiting_is_one_group_one_sink_call_one_ack(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Group commit: the reader keeps reading while the port holds more, hands the whole group to the
+    sink at once (the bridge commits it in one transaction) and then acknowledges it with one ack."""
+    monkeypatch.setattr(uplink, "GROUP_S", 60.0)   # a slow machine must not split the group by time
+    port = PtyLikePort()
+    for q in range(1, 301):
+        port.feed(tel(1, q, "020000000001", 1, q))
+    assert len(port.rx) > 3 * 4095          # more than one read's worth
+    calls: list[int] = []
+    client = UplinkClient(port, hb_interval=10, on_messages=lambda msgs: calls.append(len(msgs)))  # type: ignore[arg-type]
+    client.open()
+    try:
+        end = time.monotonic() + 10
+        while time.monotonic() < end and sum(calls) < 300:
+            time.sleep(0.02)
+        time.sleep(0.1)
+        assert calls == [300]
+        assert [m["s"] for m in port.sent() if m.get("t") == "ack"] == [300]
     finally:
         client.close()

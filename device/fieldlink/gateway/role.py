@@ -14,7 +14,7 @@ from fieldlink.link.core import (
 )
 from fieldlink.gateway.ringbuf import CommandQueue
 from fieldlink.runtime import native
-from fieldlink.runtime.clock import asleep_ms, ticks_diff, ticks_ms
+from fieldlink.runtime.clock import asleep_ms, ticks_add, ticks_diff, ticks_ms
 from fieldlink.runtime.role import RoleBase
 from fieldlink.runtime.tasks import Log
 
@@ -56,6 +56,7 @@ class Gateway(RoleBase):
         self.awake_ms = int(opts.get("sleeper_awake_ms", 1500))
         self.time_every_ms = int(opts.get("time_broadcast_s", 60)) * 1000
         self._busy = {}
+        self._pj_until = None  # tick the join window closes (None: closed)
         self.counters = {}
         for k in COUNTERS:
             self.counters[k] = 0
@@ -112,7 +113,7 @@ class Gateway(RoleBase):
             sl = obj.get("sl")
             if isinstance(sl, int):
                 n["sleep"] = sl
-            for k in ("fw", "role", "boot"):
+            for k in ("fw", "role", "boot", "bd", "bat"):
                 if k in obj:
                     n[k] = obj[k]
         rssi = self._rssi(mac)
@@ -270,11 +271,11 @@ class Gateway(RoleBase):
             if not isinstance(secs, int) or not 0 < secs <= 3600:
                 self._res(cid, False, err="bad_args")
                 return
-            self.link.permit_join(secs)
             self._res(cid, True, r={"open": secs})
+            self.permit_join(secs)
         elif op == "pair_end":
-            self.link.permit_join(0)
             self._res(cid, True, r={"open": 0})
+            self.permit_join(0)
         elif op == "peers":
             self._res(cid, True, r=self.peers())
         elif op == "status":
@@ -316,6 +317,20 @@ class Gateway(RoleBase):
             self.counters["cmds_queued"] += 1
             self.up.send({"t": "cmd_state", "id": cid, "state": "queued", "from": to})
         self._kick(mac)
+
+    # ------------------------------------------------------------------ join window
+    def permit_join(self, secs):
+        """Open the join window for secs (0 closes it) and tell the host: {"t": "pj", "open": secs}."""
+        self.link.permit_join(secs)
+        self._pj_until = ticks_add(self.clock(), secs * 1000) if secs > 0 else None
+        self.up.send({"t": "pj", "open": secs})
+
+    def pj_left(self):
+        """Seconds the join window stays open (rounded up), 0 when closed."""
+        if self._pj_until is None:
+            return 0
+        left = ticks_diff(self._pj_until, self.clock())
+        return (left + 999) // 1000 if left > 0 else 0
 
     # ------------------------------------------------------------------ command delivery
     def _awake(self, n):
@@ -390,7 +405,7 @@ class Gateway(RoleBase):
         for mac, n in self.nodes.items():
             out.append({"mac": mac_hex(mac), "rssi": n["rssi"], "fw": n["fw"], "role": n["role"],
                         "boot": n["boot"], "sleep": n["sleep"], "ago": ticks_diff(now, n["last"]) // 1000,
-                        "q": self.cq.pending(mac)})
+                        "q": self.cq.pending(mac), "bd": n.get("bd"), "bat": n.get("bat")})
         return out
 
     def status(self):
@@ -407,7 +422,7 @@ class Gateway(RoleBase):
             radio = None
         return {"up": self.uptime_s(), "radio_peers": radio, "fw": VERSION, "boot": self.boot, "nodes": len(self.nodes),
                 "ring": st["ring"], "ring_cap": st["ring_cap"], "ring_dropped": st["ring_dropped"],
-                "cmdq": len(self.cq), "time": self.epoch_ms(), "gw": c, "uplink": st, "link": link,
+                "cmdq": len(self.cq), "time": self.epoch_ms(), "pj": self.pj_left(), "gw": c, "uplink": st, "link": link,
                 "tasks": self.sup.stats(), "impl": native.impl(), "ota": dict(self.ota_box.counters) if self.ota_box is not None else None}
 
     # ------------------------------------------------------------------ tasks
@@ -418,6 +433,9 @@ class Gateway(RoleBase):
 
     def housekeeping(self):
         self._report_expired()
+        if self._pj_until is not None and not self.pj_left():
+            self._pj_until = None
+            self.up.send({"t": "pj", "open": 0})   # the join window closed by itself
         for mac in self.cq.destinations():
             n = self.nodes.get(mac)
             if n is None or self._awake(n):
@@ -442,7 +460,7 @@ class Gateway(RoleBase):
             self.sup.spawn("ota", self._ota_task)
         secs = int(self.opts.get("permit_join_s", 0))
         if secs > 0:
-            self.link.permit_join(secs)
+            self.permit_join(secs)
 
     def stop(self):
         self._running = False

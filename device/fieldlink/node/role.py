@@ -63,6 +63,11 @@ class Node(RoleBase):
         # what goes to the gateway (readings, events, heartbeats) and its exactly-once state
         self.report = Reporter(link, state, self.counters, self.opt, self.log, clock, self.epoch_ms,
                                self.build_heartbeat)
+        # battery level for heartbeats: options.battery = "sensor.quantity" names the reading (percent);
+        # boards without it are mains powered and send no "bat"
+        spec = self.opts.get("battery")
+        self._batt = spec.split(".", 1) if isinstance(spec, str) and "." in spec else None
+        self.battery = None  # last value of that reading
         self.cmds_seen = 0
         self._wake = None  # asyncio.Event-like flag for the telemetry task
         self._identify_until = None
@@ -102,7 +107,11 @@ class Node(RoleBase):
                                                  "invalid": self.counters["invalid"],
                                                  "crashes": self.sup.crashes,
                                                  "cmds": self.counters["cmds"]}}
-        return with_sleep(m, self.opt)
+        with_sleep(m, self.opt)
+        m["bd"] = self.cfg.get("name")     # the board (its config name, e.g. "esp32-s3-devkitc-1")
+        if self._batt is not None:
+            m["bat"] = self.battery        # percent, None until the first reading
+        return m
 
     # ------------------------------------------------------------------ helpers used by commands
     def count(self, name, n=1):
@@ -234,7 +243,9 @@ class Node(RoleBase):
         self.emit("relay", "info", ev)
 
     def emit(self, ev, severity="info", data=None):
-        m = {"ev": ev, "sev": severity}
+        # (boot, e) identifies the event like (boot, q) a telemetry message: a copy that reaches the host
+        # again (repeated after a lost ACK, forwarded again by a rebooted gateway) is dropped there
+        m = {"ev": ev, "sev": severity, "boot": self.state.boot, "e": self.state.next_seq()}
         if data is not None:
             m["d"] = data
         self.report.add_event(m)
@@ -267,6 +278,9 @@ class Node(RoleBase):
                     v[k] = r[k]
             out[name] = v
             self.report.add_reading(name, v, now)
+            b = self._batt
+            if b is not None and name == b[0] and b[1] in v:
+                self.battery = v[b[1]]
         return out
 
     def run_rules(self, now, readings):

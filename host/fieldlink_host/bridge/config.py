@@ -50,6 +50,8 @@ class MqttConfig:
     client_id: str | None = None
     keepalive: int = 30
     inflight: int = 200
+    #: publish from a process of its own (bridge/pubproc.py): paho then runs on another core
+    process: bool = True
 
     def endpoint(self) -> tuple[str, int, bool]:
         """(host, port, tls) of ``mqtt://host[:1883]`` or ``mqtts://host[:8883]``."""

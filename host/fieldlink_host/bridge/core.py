@@ -9,6 +9,7 @@ own thread, so a slow or absent broker never blocks the serial side.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -26,6 +27,7 @@ from fieldlink_host.bridge.config import BridgeConfig
 from fieldlink_host.bridge.mqtt import Publisher
 from fieldlink_host.bridge.ota import REQUEST as OTA_REQUEST
 from fieldlink_host.bridge.ota import BridgeOta
+from fieldlink_host.bridge.pubproc import ProcessPublisher
 from fieldlink_host.bridge.store import Store, now_ms
 from fieldlink_host.bridge.topics import Topics
 from fieldlink_host.errors import FieldlinkError
@@ -35,6 +37,11 @@ log = logging.getLogger("fieldlink.bridge")
 
 #: node messages older than this (ms since 2020-09) are not a real epoch: use the host clock
 EPOCH_MIN_MS = 1_600_000_000_000
+#: compact JSON for MQTT payloads (one encoder, not one per message); payloads come from msgpack maps,
+#: which cannot hold cycles
+_JSON = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+#: seconds between saves of changed device registry rows (new devices are saved at once)
+DEVICE_SAVE_S = 2.0
 
 
 class SerialLike(Protocol):
@@ -45,8 +52,15 @@ class SerialLike(Protocol):
 PortSpec = str | Callable[[], SerialLike]
 
 
+@functools.lru_cache(maxsize=1024)
+def _iso_s(sec: int) -> str:
+    return datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
 def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """ISO 8601 UTC with milliseconds (``2026-12-07T06:53:08.260Z``), integer exact."""
+    sec, milli = divmod(int(ms), 1000)
+    return f"{_iso_s(sec)}.{milli:03d}Z"
 
 
 class RollingStats:
@@ -60,18 +74,20 @@ class RollingStats:
 
     def check_and_add(self, x: float, z: float, min_n: int = 10) -> tuple[bool, float, float]:
         """(anomalous?, mean, std) of x against the values before it; then x joins the window."""
-        n = len(self.values)
+        values = self.values
+        n = len(values)
         anomalous, mean, std = False, x, 0.0
         if n:
             mean = self.s / n
-            std = math.sqrt(max(0.0, self.s2 / n - mean * mean))
+            var = self.s2 / n - mean * mean
+            std = math.sqrt(var) if var > 0.0 else 0.0
             floor = 1e-6 + 0.001 * abs(mean)   # a flat signal is not infinitely sensitive
-            anomalous = n >= min_n and abs(x - mean) > z * max(std, floor)
-        self.values.append(x)
+            anomalous = n >= min_n and abs(x - mean) > z * (std if std > floor else floor)
+        values.append(x)
         self.s += x
         self.s2 += x * x
-        if len(self.values) > self.window:
-            old = self.values.popleft()
+        if n >= self.window:
+            old = values.popleft()
             self.s -= old
             self.s2 -= old * old
         return anomalous, mean, std
@@ -111,10 +127,11 @@ class Bridge:
                                         "permit_join_end": None, "connected": False, "ring_dropped": 0}
         self.counters: dict[str, int] = {k: 0 for k in (
             "uplink_messages", "uplink_duplicates", "tel_messages", "tel_duplicates", "readings", "events",
+            "evt_duplicates",
             "anomalies", "commands", "command_timeouts", "bad_mqtt", "bad_requests", "sink_errors",
             "serial_reconnects", "serial_open_failures", "bad_uplink")}
         self.client: UplinkClient | None = None
-        self.publisher: Publisher | None = None
+        self.publisher: Publisher | ProcessPublisher | None = None
         self.pending: dict[int, Pending] = {}
         self.recent: deque[dict[str, Any]] = deque(maxlen=200)
         self.commands_done: deque[dict[str, Any]] = deque(maxlen=200)
@@ -128,16 +145,28 @@ class Bridge:
         self._info_dirty = True
         self.started = time.time()
         self.ota = BridgeOta(self)   # OTA requests, update state, HA update entity (bridge/ota.py)
+        # per group commit (serial thread): node message keys seen for the first time, telemetry rows
+        self._tel_new: set[tuple[str, int, int]] = set()
+        self._evt_new: set[tuple[str, int, int]] = set()
+        self._dev_dirty: set[str] = set()       # device rows not saved yet (serial thread)
+        self._dev_new: set[str] = set()
+        self._dev_saved = 0.0
+        self._tel_rows: list[tuple[str, str, str, float | None, int, int]] = []
+        self._tel_topics: dict[tuple[str, str], str] = {}
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> Bridge:
         if self.cfg.mqtt.url:
-            self.publisher = Publisher(
-                self.cfg.mqtt, self.store, client_id=self.cfg.mqtt.client_id or f"fieldlink-{self.cfg.bridge_id}",
-                will_topic=self.topics.bridge("state"),
-                subscriptions=[self.topics.cmd_filter, self.topics.request_filter,
-                               f"{self.cfg.discovery_prefix}/status"],
-                on_message=self.handle_mqtt)
+            kw: dict[str, Any] = {
+                "client_id": self.cfg.mqtt.client_id or f"fieldlink-{self.cfg.bridge_id}",
+                "will_topic": self.topics.bridge("state"),
+                "subscriptions": [self.topics.cmd_filter, self.topics.request_filter,
+                                  f"{self.cfg.discovery_prefix}/status"],
+                "on_message": self.handle_mqtt}
+            if self.cfg.mqtt.process:
+                self.publisher = ProcessPublisher(self.cfg.mqtt, self.store, synchronous=self.cfg.synchronous, **kw)
+            else:
+                self.publisher = Publisher(self.cfg.mqtt, self.store, **kw)
             self.publisher.start()
         if self.cfg.discovery:
             self._publish(self._gateway_discovery())   # before any node names it in via_device
@@ -156,6 +185,12 @@ class Bridge:
         if self.client is not None:
             self.client.close()
             self.client = None
+        if self._dev_dirty:
+            try:
+                with self.store.tx():
+                    self._save_devices(set(), force=True)
+            except Exception:  # noqa: BLE001 - derived state; stopping must go on
+                log.exception("bridge: saving the device registry failed")
         if self.publisher is not None:
             self.publisher.stop()
         self.store.close()
@@ -172,13 +207,14 @@ class Bridge:
         if port is None:
             raise FieldlinkError("bridge: no gateway port configured")
         if isinstance(port, str):
-            client = UplinkClient(port, self.cfg.baud, on_messages=self._on_messages)
+            client = UplinkClient(port, self.cfg.baud, on_messages=self._on_messages, dedup_telemetry=False)
         else:
             try:
                 ser = port()
             except OSError as exc:
                 raise UplinkError(f"cannot open the gateway port: {exc}") from exc
-            client = UplinkClient(ser, self.cfg.baud, on_messages=self._on_messages)  # type: ignore[arg-type]
+            client = UplinkClient(ser, self.cfg.baud, on_messages=self._on_messages,  # type: ignore[arg-type]
+                                  dedup_telemetry=False)   # the store dedups (from, boot, q) durably
         st = self.store.resume_state()
         if st is not None:   # what is stored counts as received: older resends are new, stored ones repeats
             client.resume(*st)
@@ -223,7 +259,9 @@ class Bridge:
             self._stop.wait(0.1)
 
     def _on_messages(self, msgs: list[dict[str, Any]]) -> None:
-        """Called by the uplink reader BEFORE it acknowledges ``msgs``: commit, then return."""
+        """Called by the uplink reader BEFORE it acknowledges ``msgs`` (everything the port held: a group
+        commit): store and derive all of them in one transaction with a fixed number of statements, one
+        commit, then return."""
         rx = now_ms()
         out: list[tuple[str, dict[str, Any] | str, bool]] = []
         live: list[dict[str, Any]] = []
@@ -231,19 +269,24 @@ class Bridge:
         changed: set[str] = set()
         try:
             with self.store.tx():
-                for m in msgs:
-                    if not self.store.insert_uplink(m, rx):
-                        self.counters["uplink_duplicates"] += 1
-                        continue
-                    self.counters["uplink_messages"] += 1
+                fresh = self.store.insert_uplinks(msgs, rx)
+                new = [m for m, f in zip(msgs, fresh, strict=True) if f]
+                self.counters["uplink_duplicates"] += len(msgs) - len(new)
+                self.counters["uplink_messages"] += len(new)
+                self._tel_new = self.store.insert_dedup("teldedup", self._node_keys(new, "tel", "q"), rx)
+                self._evt_new = self.store.insert_dedup("evtdedup", self._node_keys(new, "evt", "e"), rx)
+                self._tel_rows = []
+                for m in new:
                     self._derive(m, rx, out, live, done, changed)
-                for mac in changed:
-                    self.store.save_device(mac, self.devices[mac])
+                self.store.insert_telemetry(self._tel_rows)
+                self._save_devices(changed)
                 self._enqueue(out, rx)
         except Exception:
             self.counters["sink_errors"] += 1
             log.exception("bridge: storing %d gateway messages failed; they stay unacknowledged", len(msgs))
             raise
+        finally:
+            self._tel_rows = []
         if self.publisher is not None and out:
             self.publisher.notify()
         for p in done:
@@ -253,6 +296,31 @@ class Bridge:
             self._broadcast(ev)
         self.ota.feed(msgs)
 
+    def _save_devices(self, changed: set[str], force: bool = False) -> None:
+        """Device registry rows (inside the caller's transaction). A new device is saved at once; updates
+        (last seen, RSSI, latest readings) at most every DEVICE_SAVE_S and on stop: they are derived state,
+        rebuilt by the next message, not data the gateway was told it may forget."""
+        self._dev_dirty |= changed
+        now = time.monotonic()
+        if not (force or self._dev_new & self._dev_dirty or now - self._dev_saved >= DEVICE_SAVE_S):
+            return
+        self.store.save_devices({mac: self.devices[mac] for mac in self._dev_dirty if mac in self.devices})
+        self._dev_dirty.clear()
+        self._dev_new.clear()
+        self._dev_saved = now
+
+    @staticmethod
+    def _node_keys(msgs: list[dict[str, Any]], t: str, k: str) -> list[tuple[str, int, int]]:
+        """(from, boot, d[k]) of the messages of type ``t`` that carry them: a node message's identity."""
+        keys = []
+        for m in msgs:
+            d = m.get("d")
+            if m["t"] == t and isinstance(d, dict) and isinstance(m.get("from"), str):
+                boot, n = d.get("boot"), d.get(k)
+                if isinstance(boot, int) and isinstance(n, int):
+                    keys.append((m["from"], boot, n))
+        return keys
+
     # ------------------------------------------------------------------ deriving
     def _device(self, mac: str, out: list[tuple[str, dict[str, Any] | str, bool]], changed: set[str]) -> dict[str, Any]:
         dev = self.devices.get(mac)
@@ -260,6 +328,7 @@ class Bridge:
             dev = {"mac": mac, "name": None, "sensors": {}, "relays": {}, "first_seen": now_ms()}
             self.devices[mac] = dev
             self._devices_dirty = True
+            self._dev_new.add(mac)
         changed.add(mac)
         return dev
 
@@ -281,10 +350,18 @@ class Bridge:
         if t == "tel" and mac and isinstance(d, dict):
             self._telemetry(mac, m, d, rx, out, live, changed)
         elif t == "evt" and mac and isinstance(d, dict):
+            boot, e = d.get("boot"), d.get("e")
+            if isinstance(boot, int) and isinstance(e, int):
+                if (mac, boot, e) not in self._evt_new:   # a repeat of a stored event (gateway reboot)
+                    self.counters["evt_duplicates"] += 1
+                    return
+                self._evt_new.discard((mac, boot, e))
             dev = self._device(mac, out, changed)
             self._heard(mac, dev, m, rx, out)
             self.counters["events"] += 1
             ev = {"ev": d.get("ev"), "sev": d.get("sev"), "d": d.get("d"), "ts": rx, "time": iso(rx)}
+            if isinstance(e, int):
+                ev["msg"] = {"boot": boot, "e": e}
             out.append((self.topics.event(mac), {"node": mac, **ev}, False))
             if d.get("ev") == "relay" and isinstance(d.get("d"), dict):
                 rd = d["d"]
@@ -300,6 +377,8 @@ class Bridge:
             for k in ("fw", "role", "up", "boot"):
                 if k in d:
                     dev[k] = d[k]
+            if isinstance(d.get("bd"), str):
+                dev["board"] = d["bd"]
             dev["sl"] = d.get("sl") or 0
             if isinstance(d.get("relays"), dict):
                 dev["relays"] = {str(k): bool(v) for k, v in d["relays"].items()}
@@ -317,6 +396,8 @@ class Bridge:
             self._heard(mac, dev, m, rx, out)
             out.append((self.topics.bridge("event"), {"type": "device_joined", "data": {"ieee_address": mac}}, False))
             live.append({"type": "join", "node": mac})
+        elif t == "pj" and isinstance(m.get("open"), int):
+            self._permit_join(m["open"], rx)
         elif t == "boot":
             self.gateway.update({"fw": m.get("fw"), "name": m.get("name"), "boot": m.get("boot")})
             self.gateway["permit_join"] = False
@@ -351,9 +432,10 @@ class Bridge:
                    out: list[tuple[str, dict[str, Any] | str, bool]], live: list[dict[str, Any]],
                    changed: set[str]) -> None:
         boot, q = d.get("boot"), d.get("q")
-        if isinstance(boot, int) and isinstance(q, int) and not self.store.insert_teldedup(mac, boot, q, rx):
+        if isinstance(boot, int) and isinstance(q, int) and (mac, boot, q) not in self._tel_new:
             self.counters["tel_duplicates"] += 1
             return
+        self._tel_new.discard((mac, boot, q))   # the same key twice in one group: the second is a repeat
         self.counters["tel_messages"] += 1
         dev = self._device(mac, out, changed)
         self._heard(mac, dev, m, rx, out)
@@ -361,27 +443,39 @@ class Bridge:
             dev["sl"] = d["sl"]
         ts = d.get("ts")
         base = ts if isinstance(ts, int) and ts > EPOCH_MIN_MS else rx
-        rows: list[tuple[str, str, str, float | None, int, int]] = []
+        rows = self._tel_rows
         new_quantity = False
         sensors = dev.setdefault("sensors", {})
         latest = dev.setdefault("latest", {})
-        for i, entry in enumerate(d.get("r") or []):
+        name = dev.get("name")
+        rssi = m.get("rssi")
+        stats = self._stats
+        z = self.cfg.anomaly_z
+        topics = self._tel_topics
+        n = 0
+        for i, entry in enumerate(d.get("r") or ()):
             if not (isinstance(entry, list | tuple) and len(entry) >= 2 and isinstance(entry[1], dict)):
                 continue
             sensor = str(entry[0])
             age = entry[2] if len(entry) > 2 and isinstance(entry[2], int) else 0
             mts = base - age
             values = {str(k): v for k, v in entry[1].items()}
-            known = sensors.setdefault(sensor, [])
+            known = sensors.get(sensor)
+            if known is None:
+                known = sensors[sensor] = []
             for qn, v in values.items():
                 if not isinstance(v, int | float) or isinstance(v, bool):
                     continue
                 if qn not in known:
                     known.append(qn)
                     new_quantity = True
-                st = self._stats.setdefault((mac, sensor, qn), RollingStats(self.cfg.anomaly_window))
-                anomalous, mean, std = st.check_and_add(float(v), self.cfg.anomaly_z)
-                rows.append((mac, sensor, qn, float(v), mts, int(anomalous)))
+                key = (mac, sensor, qn)
+                st = stats.get(key)
+                if st is None:
+                    st = stats[key] = RollingStats(self.cfg.anomaly_window)
+                fv = float(v)
+                anomalous, mean, std = st.check_and_add(fv, z)
+                rows.append((mac, sensor, qn, fv, mts, int(anomalous)))
                 if anomalous:
                     self.counters["anomalies"] += 1
                     ev = {"ev": "anomaly", "sev": "warn", "ts": mts, "time": iso(mts),
@@ -390,16 +484,19 @@ class Bridge:
                     out.append((self.topics.event(mac), {"node": mac, **ev}, False))
                     live.append({"type": "event", "node": mac, **ev})
                     self.recent.append({"node": mac, **ev})
-            self.counters["readings"] += 1
+            n += 1
             latest[sensor] = {"values": values, "ts": mts}
-            out.append((self.topics.telemetry(mac, sensor), {
-                "node": mac, "name": dev.get("name"), "sensor": sensor, "values": values, "ts": mts,
-                "time": iso(mts), "age_ms": age, "rssi": m.get("rssi"),
-                "msg": {"boot": boot, "q": q, "i": i}}, False))
-        self.store.insert_telemetry(rows)
+            topic = topics.get((mac, sensor))
+            if topic is None:
+                topic = topics[(mac, sensor)] = self.topics.telemetry(mac, sensor)
+            out.append((topic, {
+                "node": mac, "name": name, "sensor": sensor, "values": values, "ts": mts,
+                "time": iso(mts), "age_ms": age, "rssi": rssi, "msg": {"boot": boot, "q": q, "i": i}}, False))
+        self.counters["readings"] += n
         if new_quantity or not dev.get("discovered"):
             self._discovery(mac, dev, out)
-        live.append({"type": "tel", "node": mac, "latest": latest, "rssi": dev.get("rssi"), "ts": rx})
+        if self._listeners:   # the page's live feed (nobody listening: nothing to build)
+            live.append({"type": "tel", "node": mac, "latest": latest, "rssi": dev.get("rssi"), "ts": rx})
 
     def _command_side_effects(self, p: Pending, res: dict[str, Any], out: list[tuple[str, dict[str, Any] | str, bool]],
                               changed: set[str]) -> None:
@@ -419,10 +516,18 @@ class Bridge:
             self._info_dirty = True
         elif p.op == "status" and p.mac is None and isinstance(r, dict):
             self.gateway["status"] = r
+            if isinstance(r.get("pj"), int):
+                self._permit_join(r["pj"], now_ms())
             self.gateway["ring_dropped"] = r.get("ring_dropped", 0)
             if r.get("fw") and not self.gateway.get("fw"):
                 self.gateway["fw"] = r.get("fw")
             self._info_dirty = True
+
+    def _permit_join(self, secs: int, at_ms: int) -> None:
+        """The gateway's join window: open for ``secs`` more seconds from ``at_ms`` (0: closed)."""
+        self.gateway["permit_join"] = secs > 0
+        self.gateway["permit_join_end"] = at_ms + secs * 1000 if secs > 0 else None
+        self._info_dirty = True
 
     def _report(self, p: Pending, out: list[tuple[str, dict[str, Any] | str, bool]]) -> None:
         """Publish a command's progress: node ``ack`` topic, or the bridge response of a request."""
@@ -490,14 +595,21 @@ class Bridge:
         """Outbox rows (inside the caller's transaction). Every JSON object gets ``id`` (stable: the
         bridge id and outbox sequence, identical in a republish) and ``seq``."""
         rows = []
+        seq = self.store.next_out_seq(len(out))
+        prefix = f"{self.cfg.bridge_id}:"
+        enc = _JSON.encode
+        head = '{"id":' + enc(prefix)[:-1]          # '{"id":"<bridge_id>:' (JSON-escaped)
         for topic, payload, retain in out:
-            seq = self.store.next_out_seq()
             if isinstance(payload, dict):
-                body = json.dumps({"id": f"{self.cfg.bridge_id}:{seq}", "seq": seq, **payload},
-                                  separators=(",", ":")).encode()
+                if payload and "id" not in payload and "seq" not in payload:
+                    # id and seq spliced in front of the encoded payload (no merged dict per message)
+                    body = f'{head}{seq}","seq":{seq},{enc(payload)[1:]}'.encode()
+                else:   # an "id" of the payload's own (a command's correlation id) wins
+                    body = enc({"id": prefix + str(seq), "seq": seq, **payload}).encode()
             else:
                 body = payload.encode()
             rows.append((seq, topic, body, retain, ts))
+            seq += 1
         if rows:
             self.store.insert_outbox(rows)
 
@@ -517,6 +629,8 @@ class Bridge:
         while not self._stop.wait(0.5):
             try:
                 self._housekeeping()
+                if isinstance(self.publisher, ProcessPublisher):
+                    self.publisher.trim()
                 now = time.monotonic()
                 if self._info_dirty or now - last_info > 30:
                     self._info_dirty = False

@@ -6,6 +6,7 @@ a power cut, which is what "committed before acknowledged" promises (docs/bridge
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import threading
@@ -24,6 +25,8 @@ CREATE TABLE IF NOT EXISTS uplink(id INTEGER PRIMARY KEY, g INTEGER, s INTEGER, 
     rx_ms INTEGER NOT NULL, body BLOB, UNIQUE(g, s));
 CREATE TABLE IF NOT EXISTS teldedup(node TEXT, boot INTEGER, q INTEGER, rx_ms INTEGER,
     PRIMARY KEY(node, boot, q)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS evtdedup(node TEXT, boot INTEGER, e INTEGER, rx_ms INTEGER,
+    PRIMARY KEY(node, boot, e)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS telemetry(id INTEGER PRIMARY KEY, node TEXT NOT NULL, sensor TEXT NOT NULL,
     quantity TEXT NOT NULL, value REAL, ts_ms INTEGER NOT NULL, anomaly INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS telemetry_q ON telemetry(node, sensor, ts_ms);
@@ -34,6 +37,13 @@ CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 """
 
 SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+@functools.lru_cache(maxsize=16)
+def _dedup_sql(table: str, col: str, n: int) -> str:
+    # a join with a VALUES list is one primary key search per key (a row-value IN scans the whole table)
+    return (f"SELECT t.node, t.boot, t.{col} FROM (VALUES " + ",".join(["(?,?,?)"] * n)
+            + f") AS v JOIN {table} t ON t.node=v.column1 AND t.boot=v.column2 AND t.{col}=v.column3")
 
 
 def now_ms() -> int:
@@ -63,7 +73,9 @@ class Store:
             raise FieldlinkError(f"bridge db {self.path}: {exc}") from exc
         self.rlock = threading.Lock()
         row = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM outbox").fetchone()
-        self._next_out = max(int(row[0]), self.get_meta("out_seq")) + 1
+        # the published cursor too: after a crash the outbox may be trimmed empty and out_seq (saved on a
+        # clean close) old, and an id must never be given to a second message
+        self._next_out = max(int(row[0]), self.get_meta("out_seq"), self.get_meta("published")) + 1
 
     def close(self) -> None:
         with self.lock:
@@ -99,42 +111,88 @@ class Store:
             self.db.execute("INSERT INTO meta(k, v) VALUES(?, ?) ON CONFLICT(k) DO UPDATE SET v=v+excluded.v", (k, n))
 
     # -------------------------------------------------------------- writing (inside tx())
+    def insert_uplinks(self, msgs: Sequence[dict[str, Any]], rx_ms: int) -> list[bool]:
+        """Store a group of gateway messages; per message False if its (g, s) is stored already (a resend
+        after a bridge restart) or repeats one earlier in the group. One query per gateway boot in the
+        group and one ``executemany``, whatever the group's size."""
+        spans: dict[Any, tuple[int, int]] = {}
+        for m in msgs:
+            g, s = m.get("g"), m.get("s")
+            if isinstance(g, int) and isinstance(s, int):
+                lo, hi = spans.get(g, (s, s))
+                spans[g] = (min(lo, s), max(hi, s))
+        seen: set[tuple[int, int]] = set()
+        for g, (lo, hi) in spans.items():
+            seen.update((g, r[0]) for r in self.db.execute(
+                "SELECT s FROM uplink WHERE g=? AND s BETWEEN ? AND ?", (g, lo, hi)))
+        fresh: list[bool] = []
+        rows = []
+        pack = msgpack.packb  # type: ignore[attr-defined]  # msgpack-stubs lack it
+        for m in msgs:
+            g, s = m.get("g"), m.get("s")
+            if isinstance(g, int) and isinstance(s, int):
+                if (g, s) in seen:
+                    fresh.append(False)
+                    continue
+                seen.add((g, s))
+            else:
+                g = s = None
+            node = m.get("from")
+            rows.append((g, s, m.get("t"), node if isinstance(node, str) else None, rx_ms,
+                         pack(m, use_bin_type=True)))
+            fresh.append(True)
+        self.db.executemany("INSERT INTO uplink(g, s, t, node, rx_ms, body) VALUES(?,?,?,?,?,?)", rows)
+        return fresh
+
     def insert_uplink(self, msg: dict[str, Any], rx_ms: int) -> bool:
         """False if this (g, s) is stored already (a resend after a bridge restart)."""
-        g, s = msg.get("g"), msg.get("s")
-        body = msgpack.packb(msg, use_bin_type=True)  # type: ignore[attr-defined]  # msgpack-stubs lack it
-        node = msg.get("from") if isinstance(msg.get("from"), str) else None
-        if isinstance(g, int) and isinstance(s, int):
-            cur = self.db.execute("INSERT OR IGNORE INTO uplink(g, s, t, node, rx_ms, body) VALUES(?,?,?,?,?,?)",
-                                  (g, s, msg.get("t"), node, rx_ms, body))
-            return cur.rowcount == 1
-        self.db.execute("INSERT INTO uplink(g, s, t, node, rx_ms, body) VALUES(NULL,NULL,?,?,?,?)",
-                        (msg.get("t"), node, rx_ms, body))
-        return True
+        return self.insert_uplinks([msg], rx_ms)[0]
+
+    def insert_dedup(self, table: str, keys: Sequence[tuple[str, int, int]], rx_ms: int) -> set[tuple[str, int, int]]:
+        """Node message keys (from, boot, n) of ``table`` (``teldedup``: telemetry q, ``evtdedup``: event
+        e) not stored before: they are stored and returned; repeats (also within ``keys``) are not."""
+        if table not in ("teldedup", "evtdedup"):
+            raise ValueError(table)
+        col = "q" if table == "teldedup" else "e"
+        want = list(dict.fromkeys(keys))
+        old: set[tuple[str, int, int]] = set()
+        for i in range(0, len(want), 256):          # 768 variables per query, far below SQLite's limits
+            part = want[i:i + 256]
+            # a few fixed sizes (the last key repeated to fill) so the statement is prepared once per size
+            size = next(n for n in (4, 16, 64, 256) if n >= len(part))
+            part += [part[-1]] * (size - len(part))
+            old.update((r[0], r[1], r[2]) for r in self.db.execute(_dedup_sql(table, col, size),
+                                                                   [x for k in part for x in k]))
+        new = [k for k in want if k not in old]
+        self.db.executemany(f"INSERT INTO {table}(node, boot, {col}, rx_ms) VALUES(?,?,?,?)",
+                            [(*k, rx_ms) for k in new])
+        return set(new)
 
     def insert_teldedup(self, node: str, boot: int, q: int, rx_ms: int) -> bool:
         """False if this node message (from, boot, q) is stored already."""
-        cur = self.db.execute("INSERT OR IGNORE INTO teldedup(node, boot, q, rx_ms) VALUES(?,?,?,?)",
-                              (node, boot, q, rx_ms))
-        return cur.rowcount == 1
+        return bool(self.insert_dedup("teldedup", [(node, boot, q)], rx_ms))
 
     def insert_telemetry(self, rows: Sequence[tuple[str, str, str, float | None, int, int]]) -> None:
         self.db.executemany("INSERT INTO telemetry(node, sensor, quantity, value, ts_ms, anomaly) "
                             "VALUES(?,?,?,?,?,?)", rows)
 
-    def next_out_seq(self) -> int:
-        """The id the next outbox row gets (also the message's ``seq`` in its payload)."""
+    def next_out_seq(self, n: int = 1) -> int:
+        """The id the next outbox row gets (also the message's ``seq`` in its payload); ``n`` reserves that
+        many consecutive ids and returns the first."""
         with self.lock:
-            n = self._next_out
-            self._next_out += 1
-            return n
+            first = self._next_out
+            self._next_out += n
+            return first
 
     def insert_outbox(self, rows: Sequence[tuple[int, str, bytes, bool, int]]) -> None:
         self.db.executemany("INSERT INTO outbox(id, topic, payload, retain, created_ms) VALUES(?,?,?,?,?)", rows)
 
     def save_device(self, mac: str, info: dict[str, Any]) -> None:
-        self.db.execute("INSERT INTO devices(mac, info) VALUES(?, ?) ON CONFLICT(mac) DO UPDATE SET info=excluded.info",
-                        (mac, json.dumps(info, sort_keys=True)))
+        self.save_devices({mac: info})
+
+    def save_devices(self, devices: dict[str, dict[str, Any]]) -> None:
+        self.db.executemany("INSERT INTO devices(mac, info) VALUES(?, ?) ON CONFLICT(mac) DO UPDATE SET info=excluded.info",
+                            [(mac, json.dumps(info, sort_keys=True)) for mac, info in devices.items()])
 
     def delete_device(self, mac: str) -> None:
         with self.lock:
@@ -147,9 +205,11 @@ class Store:
         return {r[0]: json.loads(r[1]) for r in rows}
 
     def outbox_after(self, after: int, limit: int) -> list[tuple[int, str, bytes, int]]:
-        with self.rlock:
-            return [(int(r[0]), str(r[1]), bytes(r[2]), int(r[3])) for r in self.rdb.execute(
-                "SELECT id, topic, payload, retain FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (after, limit))]
+        with self.rlock:   # (id, topic, payload, retain): the column types as stored, no conversion
+            rows: list[tuple[int, str, bytes, int]] = self.rdb.execute(
+                "SELECT id, topic, payload, retain FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+                (after, limit)).fetchall()
+        return rows
 
     def outbox_pending(self, after: int) -> int:
         with self.rlock:
@@ -159,6 +219,13 @@ class Store:
         """Published rows are no longer needed (history lives in ``telemetry``)."""
         with self.lock:
             self.db.execute("DELETE FROM outbox WHERE id <= ?", (upto,))
+
+    def save_published(self, upto: int) -> None:
+        """Durable MQTT cursor and outbox trim in one transaction (one commit)."""
+        with self.tx() as db:
+            db.execute("INSERT INTO meta(k, v) VALUES('published', ?) ON CONFLICT(k) DO UPDATE SET v=excluded.v",
+                       (upto,))
+            db.execute("DELETE FROM outbox WHERE id <= ?", (upto,))
 
     def resume_state(self, window: int = 4096) -> tuple[int, int, set[int]] | None:
         """(g, contig, above) for :meth:`UplinkClient.resume`: the latest gateway boot, the top of the
@@ -229,6 +296,7 @@ class Store:
             db.execute("DELETE FROM telemetry WHERE ts_ms < ?", (cutoff,))
             db.execute("DELETE FROM uplink WHERE rx_ms < ?", (cutoff,))
             db.execute("DELETE FROM teldedup WHERE rx_ms < ?", (cutoff,))
+            db.execute("DELETE FROM evtdedup WHERE rx_ms < ?", (cutoff,))
         for _ in range(20):
             if self.size_bytes() - self._free_bytes() <= max_bytes:
                 break
