@@ -176,9 +176,8 @@ def test_check_update_state_ha_entity_and_bad_requests(tmp_path: Path, broker: M
 
             # the Home Assistant update entity, checked against the documented schema and rendered
             disc = dict(sub.json(lambda t: t == disc_topic))[disc_topic]
-            # every JSON payload of the bridge carries its message "id" and "seq" (docs/bridge.md); Home
-            # Assistant's discovery schema drops keys it does not know (vol.REMOVE_EXTRA)
-            assert set(disc) - {"id", "seq"} <= HA_UPDATE_KEYS, set(disc) - HA_UPDATE_KEYS
+            # discovery configs are exactly HA's schema: no bridge message id/seq (docs/bridge.md)
+            assert set(disc) <= HA_UPDATE_KEYS, set(disc) - HA_UPDATE_KEYS
             assert set(disc["device"]) <= HA_DEVICE_KEYS
             assert disc["device_class"] == "firmware" and disc["entity_category"] == "config"
             assert disc["state_topic"] == f"{ROOT_T}/{n1}/state"

@@ -164,6 +164,8 @@ def test_topics_discovery_commands_anomaly_and_bad_input(tmp_path: Path, broker:
         assert temp["device"]["via_device"] == "fieldlink_gw_farm_t1"
         assert temp["device"]["sw_version"] == "0.1.0" and temp["origin"]["name"] == "fieldlink"
         assert temp["expire_after"] == 3 * 30 + 30
+        # retained HA configuration, exactly in HA's schema: none of the bridge's message id/seq
+        assert not [t for t, p in disc if "id" in p or "seq" in p]
         assert {a["topic"] for a in temp["availability"]} == {f"{ROOT}/{N1}/status", f"{ROOT}/bridge/state"}
         rssi = dict(disc)[f"homeassistant/sensor/fieldlink_{N1}/rssi/config"]
         assert rssi["entity_category"] == "diagnostic" and rssi["device_class"] == "signal_strength"

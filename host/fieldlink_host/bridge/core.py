@@ -593,14 +593,18 @@ class Bridge:
 
     def _enqueue(self, out: list[tuple[str, dict[str, Any] | str, bool]], ts: int) -> None:
         """Outbox rows (inside the caller's transaction). Every JSON object gets ``id`` (stable: the
-        bridge id and outbox sequence, identical in a republish) and ``seq``."""
+        bridge id and outbox sequence, identical in a republish) and ``seq``, except Home Assistant
+        discovery configs: those are retained configuration in HA's schema, published as built."""
         rows = []
+        disc = self.topics.discovery_prefix + "/"
         seq = self.store.next_out_seq(len(out))
         prefix = f"{self.cfg.bridge_id}:"
         enc = _JSON.encode
         head = '{"id":' + enc(prefix)[:-1]          # '{"id":"<bridge_id>:' (JSON-escaped)
         for topic, payload, retain in out:
-            if isinstance(payload, dict):
+            if isinstance(payload, dict) and topic.startswith(disc):
+                body = enc(payload).encode()
+            elif isinstance(payload, dict):
                 if payload and "id" not in payload and "seq" not in payload:
                     # id and seq spliced in front of the encoded payload (no merged dict per message)
                     body = f'{head}{seq}","seq":{seq},{enc(payload)[1:]}'.encode()
