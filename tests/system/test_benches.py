@@ -127,13 +127,17 @@ def test_native_bench_table_and_json() -> None:
 
     out = run_bench("bench/native.py", "--quick")
     rows = [ln for ln in out.splitlines() if ln.startswith(("framing", "VM tick"))]
-    assert len(rows) == 6, out
-    for row in rows[:3]:
+    # five protocol frame sizes and the realistic mix (docs/native.md), then VM ticks for 1, 20, 100 rules
+    assert len(rows) == 9, out
+    for row in rows[:6]:
         rates = re.findall(r"([\d.]+) MB/s", row)
         assert len(rates) == 3 and all(float(r) > 0 for r in rates), row
-    for row in rows[3:]:
+    for row in rows[6:]:
         rates = re.findall(r"(\d+) t/s", row)
         assert len(rates) == 2 and all(int(r) > 0 for r in rates), row
+    assert "natmod call floor" in out and "targets" in out, out
     data = json.loads(run_bench("bench/native.py", "--quick", "--json"))
-    for key in ("framing_speedup", "vm_speedup_20", "vm_speedup_1", "vm_speedup_100", "framing_speedup_256"):
+    for key in ("framing_speedup", "vm_speedup_20", "vm_speedup_1", "vm_speedup_100", "framing_speedup_1024",
+                "framing_speedup_12"):
         assert data[key] > 0, key
+    assert data["framing_speedup"] == data["framing_speedup_mix"]
