@@ -283,4 +283,15 @@ def test_heartbeat_reports_the_installed_app_version_only_from_a_slot():
         r = Rig()
         r.node.ota = OtaHook(store, root + "/fl/a", BOARD)
         assert (await hb(r))["app"] == "v" * 31
+        # worst case (docs/protocol.md): two relays, a sleep period, counters near 1000, a 32-character
+        # board name, a float battery and that app version still fit one authenticated frame
+        from fieldlink.codec import mpack
+        from fieldlink.link.frame import HDR, MAX_FRAME, TAG_LEN
+        m = r.node.build_heartbeat()
+        m.update({"up": 4000000000, "boot": 65535, "relays": {"pump": True, "fan": False}, "sl": 3600000,
+                  "bd": "x" * 32, "bat": 87.5})
+        for k in m["c"]:
+            m["c"][k] = 999
+        n = len(mpack.packb(m))
+        assert m["app"] == "v" * 31 and n <= MAX_FRAME - HDR - TAG_LEN, n
     run(main())
