@@ -387,6 +387,16 @@ def test_gateway_reports_join_window_and_forwards_board_and_battery():
         msgs = await r.cmd(6, "peers")
         peer = res_of(msgs, 6)[0]["r"][0]
         assert peer["bd"] == "sim-node" and peer["bat"] == 87
+        assert peer["app"] is None                           # a node run from source has no app version
+        # the installed app version (docs/protocol.md): forwarded, kept in the peer table, updated
+        for i, app in enumerate(("1.4", "2.0")):
+            await n1.send(GW, T_HEARTBEAT, {"up": 6 + i, "boot": 2, "fw": "0.1.0", "role": "node",
+                                            "bd": "sim-node", "app": app})
+            msgs = await r.io()
+            assert [m["d"]["app"] for m in msgs if m["t"] == "nhb"] == [app]
+            msgs = await r.cmd(7 + i, "peers")
+            peer = res_of(msgs, 7 + i)[0]["r"][0]
+            assert peer["app"] == app and peer["fw"] == "0.1.0" and peer["bd"] == "sim-node"
     run(main())
 
 

@@ -225,3 +225,73 @@ def test_a_sensor_warming_up_passes_the_self_test_a_failing_one_does_not():
         assert st["ok"] is ok, (err, st)
         good, reason = hook.self_test(r.node)
         assert good is ok and (ok or reason.startswith("sensor ")), (err, reason)
+
+
+def _write_manifest(slot, version):
+    with open(slot + "/manifest.json", "w") as f:
+        f.write(json.dumps({"format": "fieldlink-bundle/1", "board": BOARD, "version": version, "files": []}))
+
+
+def test_heartbeat_reports_the_installed_app_version_only_from_a_slot():
+    from test_node import Rig, run
+    from fieldlink.link.core import T_HEARTBEAT
+
+    async def hb(r):
+        assert await r.node.send_heartbeat()
+        return r.got[T_HEARTBEAT][-1]
+
+    async def main():
+        # run from source: no hook, or a hook without an app slot -> no "app"
+        r = Rig()
+        assert "app" not in await hb(r)
+        src = tmpdir("src")
+        r.node.ota = OtaHook(src + "/fl/data", None, BOARD, app=src)
+        assert r.node.ota.boot() is None
+        h = await hb(r)
+        assert "app" not in h and h["fw"] == __import__("fieldlink").VERSION
+        # an app slot and no OTA update yet: the slot's bundle manifest version
+        root, store = board_root("hbslot", keys=[OWNER])
+        _write_manifest(root + "/fl/a", "1.5")
+        r = Rig()
+        r.node.ota = OtaHook(store, root + "/fl/a", BOARD)
+        r.node.ota.boot()
+        assert (await hb(r))["app"] == "1.5"
+        # a slot whose manifest is missing: nothing (never a guess)
+        root2, store2 = board_root("hbnoman")
+        r2 = Rig()
+        r2.node.ota = OtaHook(store2, root2 + "/fl/a", BOARD)
+        assert "app" not in await hb(r2)
+        # an app update on trial: still the version it came from; the new one once confirmed
+        root, store = _on_trial("hbtrial")
+        _write_manifest(root + "/fl/a", "1.5")
+        r = Rig()
+        hook = OtaHook(store, root + "/fl/b", BOARD, settle_ms=0, timeout_ms=5000)
+        assert hook.boot()["trial"]["version"] == "2.0"
+        r.node.ota = hook
+        assert (await hb(r))["app"] == "1.5"
+        assert await hook.supervise(r.node, None, poll_ms=10) is True
+        assert (await hb(r))["app"] == "2.0"
+        # the confirmed version wins over the slot's manifest (which says 1.0 here), also after a reboot
+        _write_manifest(root + "/fl/b", "1.0")
+        r = Rig()
+        r.node.ota = OtaHook(store, root + "/fl/b", BOARD)
+        r.node.ota.boot()
+        assert (await hb(r))["app"] == "2.0"
+        # a long version string is cut to 31 characters (one msgpack fixstr: the heartbeat budget)
+        root, store = board_root("hblong")
+        _write_manifest(root + "/fl/a", "v" * 40)
+        r = Rig()
+        r.node.ota = OtaHook(store, root + "/fl/a", BOARD)
+        assert (await hb(r))["app"] == "v" * 31
+        # worst case (docs/protocol.md): two relays, a sleep period, counters near 1000, a 32-character
+        # board name, a float battery and that app version still fit one authenticated frame
+        from fieldlink.codec import mpack
+        from fieldlink.link.frame import HDR, MAX_FRAME, TAG_LEN
+        m = r.node.build_heartbeat()
+        m.update({"up": 4000000000, "boot": 65535, "relays": {"pump": True, "fan": False}, "sl": 3600000,
+                  "bd": "x" * 32, "bat": 87.5})
+        for k in m["c"]:
+            m["c"][k] = 999
+        n = len(mpack.packb(m))
+        assert m["app"] == "v" * 31 and n <= MAX_FRAME - HDR - TAG_LEN, n
+    run(main())

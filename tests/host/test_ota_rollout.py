@@ -27,10 +27,13 @@ from test_ota_transfer import Chan  # noqa: E402
 SIG = bytes(range(64))
 
 
-def make_image(tmp: Path, version: str = "2.0", size: int = 5000) -> Path:
+FW = "0.1.0"  # fieldlink.VERSION of the nodes (heartbeat and peers "fw"): not the version of any update
+
+
+def make_image(tmp: Path, version: str = "2.0", size: int = 5000, kind: str = "app") -> Path:
     payload = bytes((i * 7 + 3) & 0xFF for i in range(size))
     (tmp / "fw.bin").write_bytes(payload)
-    m = {"board": "sim-node", "counter": 3, "fieldlink_ota": 1, "key_id": "00" * 8, "kind": "firmware",
+    m = {"board": "sim-node", "counter": 3, "fieldlink_ota": 1, "key_id": "00" * 8, "kind": kind,
          "payload": "fw.bin", "sha256": hashlib.sha256(payload).hexdigest(), "size": size, "version": version}
     p = tmp / "fw.bin.ota.json"
     p.write_bytes(json.dumps(m, sort_keys=True, separators=(",", ":")).encode())
@@ -45,7 +48,7 @@ class Node:
         self.behaviour = behaviour
         self.battery = battery
         self.sleep = sleep              # wake every `sleep` steps (0 = always awake)
-        self.fw = "1.0"
+        self.app = "1.0"                # installed app version (heartbeat and peers "app")
         self.upd = FakeUpdater(SIG if behaviour != "badsig" else bytes(64))
         self.ota = NodeOta(str(gw.tmp / f"n{i}"), self.upd, battery=lambda: self.battery)
         self.chan = Chan(i + 1, gw.loss)
@@ -75,7 +78,7 @@ class FakeGateway:
                 check: bool = True, **args: Any) -> dict[str, Any]:
         a = msgpack.unpackb(msgpack.packb(args, use_bin_type=True), raw=False)   # what the wire carries
         if op == "peers":
-            return {"ok": True, "r": [{"mac": n.hex, "fw": n.fw} for n in self.nodes]}
+            return {"ok": True, "r": [{"mac": n.hex, "fw": FW, "app": n.app} for n in self.nodes]}
         ok, r, err = self.box.command(op, a, self.t)
         if not ok:
             raise FieldlinkError(f"{op} failed: {err}")
@@ -110,15 +113,23 @@ class FakeGateway:
         self.t += 1
 
     def activate(self, n: Node) -> None:
-        """What the node reports after the switch: confirmed (and a heartbeat) or rolled back."""
+        """What the node reports after the switch: an app node its heartbeat with the new "app", any other
+        kind the hook's ota_confirmed event; or a rollback. "stale" nodes (the switch did not happen) send
+        a heartbeat with the old app and "fw" = the image version (the framework version by chance)."""
+        m = json.loads(self.box.store.meta["m"])
         if n.behaviour == "rollback":
             self.out.append({"t": "evt", "from": n.hex, "d": {"ev": "ota_rollback", "sev": "warning", "d": {
-                "kind": "firmware", "version": "2.0", "reason": "self-test failed"}}})
+                "kind": m["kind"], "version": m["version"], "reason": "self-test failed"}}})
         elif n.behaviour == "silent":
             pass
+        elif n.behaviour == "stale":
+            self.out.append({"t": "nhb", "from": n.hex, "d": {"fw": m["version"], "app": n.app, "boot": 2}})
+        elif m["kind"] == "app":
+            n.app = m["version"]
+            self.out.append({"t": "nhb", "from": n.hex, "d": {"fw": FW, "app": n.app, "boot": 2}})
         else:
-            n.fw = self.box.store.meta and json.loads(self.box.store.meta["m"])["version"]
-            self.out.append({"t": "nhb", "from": n.hex, "d": {"fw": n.fw, "boot": 2}})
+            self.out.append({"t": "evt", "from": n.hex, "d": {"ev": "ota_confirmed", "sev": "info", "d": {
+                "kind": m["kind"], "version": m["version"]}}})
 
     def recv(self, timeout: float | None = None) -> dict[str, Any] | None:
         for _ in range(200):
@@ -166,6 +177,29 @@ def test_rollout_canaries_first_then_waves(tmp_path: Path) -> None:
     assert table.count(" 1.0 ") == 5 and table.count("updated") == 5
     saved = json.loads(img.with_name("state.json").read_text())
     assert saved["finished"] and saved["image_id"] == image_id(img.read_bytes())
+
+
+def test_heartbeat_counts_only_its_app_version_not_fw(tmp_path: Path) -> None:
+    # the image version equals the nodes' framework version ("fw"): a heartbeat still on the old app is
+    # not a confirmation, so the node fails (no confirmation after the transfer); the other one updates
+    img = make_image(tmp_path, version=FW)
+    gw = FakeGateway(tmp_path, ["ok", "stale"])
+    st = rollout(gw, img, macs(2), canary_pct=0, confirm_timeout=30, wave_timeout=600).run().state
+    ok, stale = st.nodes[macs(2)[0]], st.nodes[macs(2)[1]]
+    assert ok.result == "updated" and ok.old_version == "1.0" and ok.installed_version == FW, format_table(st)
+    assert stale.result == "failed" and stale.reason == "no confirmation after the transfer", format_table(st)
+    assert stale.old_version == "1.0"       # from the heartbeat's "app", never "fw"
+
+
+def test_other_kinds_are_confirmed_by_the_event_not_the_heartbeat(tmp_path: Path) -> None:
+    img = make_image(tmp_path, version=FW, kind="firmware")
+    gw = FakeGateway(tmp_path, ["ok", "stale"])
+    st = rollout(gw, img, macs(2), canary_pct=0, confirm_timeout=30, wave_timeout=600).run().state
+    ok, stale = st.nodes[macs(2)[0]], st.nodes[macs(2)[1]]
+    assert ok.result == "updated" and ok.installed_version == FW, format_table(st)
+    assert stale.result == "failed", format_table(st)
+    # the old firmware version is unknown: neither the app version nor the framework version
+    assert ok.old_version is None and stale.old_version is None
 
 
 def test_canary_that_rolls_back_halts_the_rollout(tmp_path: Path) -> None:

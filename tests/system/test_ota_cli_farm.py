@@ -184,11 +184,12 @@ def test_five_nodes_updated_from_the_cli_one_power_cycled(tmp_path: Path) -> Non
             end = time.monotonic() + 180
             while True:
                 peers = {str(p.get("mac")): p for p in c.peers(timeout=20)}
-                if set(macs) <= set(peers) and all(peers[x].get("fw") for x in macs):
+                if set(macs) <= set(peers) and all(peers[x].get("fw") and peers[x].get("app") for x in macs):
                     break
                 assert time.monotonic() < end, f"nodes known to the gateway: {sorted(peers)}"
                 time.sleep(1.0)
             for mac in macs:  # every node runs v1 from slot a, trusts the owner key, nothing on trial
+                assert peers[mac]["app"] == "0.1.0", peers[mac]  # v1's bundle manifest: the rollout's old version
                 ota = c.node_command(mac, "status", timeout=30)["st"]["ota"]
                 assert ota["trial"] is None and ota["keys"], (mac, ota)
                 assert ota["versions"].get("app") is None, (mac, ota)

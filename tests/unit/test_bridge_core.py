@@ -336,3 +336,23 @@ def test_publisher_process_that_dies_is_started_again_and_misses_nothing(tmp_pat
         bridge.stop()
         gw.close()
         sub.close()
+
+
+def test_a_node_shows_its_installed_app_version_else_the_framework_version(tmp_path: Path) -> None:
+    gw = ScriptedGateway(tmp_path)
+    bridge = make_bridge(tmp_path, gw, None)
+    try:
+        wait_until(lambda: any(m.get("t") == "hello" for m in gw.host_msgs), 15, "hello")
+        gw.send({"t": "nhb", "from": N1, "rssi": -61, "d": {"up": 1, "boot": 1, "fw": "0.1.0", "role": "node",
+                                                            "app": "0.2.0"}})
+        gw.send({"t": "nhb", "from": N2, "rssi": -62, "d": {"up": 1, "boot": 1, "fw": "0.1.0", "role": "node"}})
+        wait_until(lambda: N1 in bridge.devices and N2 in bridge.devices, 20, "both nodes")
+        rows = {d["mac"]: d for d in bridge.device_list()}
+        assert rows[N1]["firmware"] == "0.2.0" and rows[N2]["firmware"] == "0.1.0"
+        sw = {mac: bridge.topics.node_discovery(mac, bridge.devices[mac], 60)[0][1]["device"]["sw_version"]
+              for mac in (N1, N2)}
+        assert sw == {N1: "0.2.0", N2: "0.1.0"}
+        assert bridge.topics.update_discovery(N1, bridge.devices[N1])[1]["device"]["sw_version"] == "0.2.0"
+    finally:
+        bridge.stop()
+        gw.close()

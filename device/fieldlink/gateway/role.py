@@ -113,7 +113,7 @@ class Gateway(RoleBase):
             sl = obj.get("sl")
             if isinstance(sl, int):
                 n["sleep"] = sl
-            for k in ("fw", "role", "boot", "bd", "bat"):
+            for k in ("fw", "role", "boot", "bd", "bat", "app"):
                 if k in obj:
                     n[k] = obj[k]
         rssi = self._rssi(mac)
@@ -405,7 +405,8 @@ class Gateway(RoleBase):
         for mac, n in self.nodes.items():
             out.append({"mac": mac_hex(mac), "rssi": n["rssi"], "fw": n["fw"], "role": n["role"],
                         "boot": n["boot"], "sleep": n["sleep"], "ago": ticks_diff(now, n["last"]) // 1000,
-                        "q": self.cq.pending(mac), "bd": n.get("bd"), "bat": n.get("bat")})
+                        "q": self.cq.pending(mac), "bd": n.get("bd"), "bat": n.get("bat"),
+                        "app": n.get("app")})
         return out
 
     def status(self):

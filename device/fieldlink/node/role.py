@@ -111,7 +111,20 @@ class Node(RoleBase):
         m["bd"] = self.cfg.get("name")     # the board (its config name, e.g. "esp32-s3-devkitc-1")
         if self._batt is not None:
             m["bat"] = self.battery        # percent, None until the first reading
+        app = self.app_version()
+        if app:
+            m["app"] = app[:31]            # the installed app version (the host's OTA compares it)
         return m
+
+    def app_version(self):
+        """The installed app version (fieldlink.ota.hook.OtaHook.app_version), None from source."""
+        ota = getattr(self, "ota", None)  # set by fieldlink.main
+        if ota is None:
+            return None
+        try:
+            return ota.app_version()
+        except Exception:
+            return None
 
     # ------------------------------------------------------------------ helpers used by commands
     def count(self, name, n=1):

@@ -5,6 +5,7 @@
 #                                        (roll back, reset); emits ota_confirmed / ota_rollback events
 #   hook.crashed(reason)                 the role died during a trial: roll back (caller resets)
 #   hook.status()                        the "ota" field of the node's status
+#   hook.app_version()                   the installed app version (the node's heartbeat "app")
 # Signed rules (node only) are in fieldlink.ota.rules_sig, so a gateway bundle carries no rules code.
 from fieldlink.ota import boot, bootsel, state
 from fieldlink.ota.updater import Updater
@@ -28,6 +29,13 @@ def root_of(slot):
     return None
 
 
+def bundle_version(slot):
+    """The "version" of an app slot's bundle manifest.json (docs/deploy.md), or None."""
+    m = st.read_json(st.join(slot, "manifest.json"), "bundle manifest") if slot else None
+    v = m.get("version") if isinstance(m, dict) else None
+    return v if isinstance(v, str) else None
+
+
 class OtaHook:
     def __init__(self, store, slot, board, timeout_ms=TRIAL_TIMEOUT_MS, settle_ms=SETTLE_MS, app=None):
         self.store = store
@@ -39,6 +47,7 @@ class OtaHook:
         self.settle_ms = settle_ms
         self.result = None
         self.reported = None
+        self._app = False  # app_version() cache (False: not read yet)
 
     def boot(self):
         keys_from = self.slot or (None if self.app is None else (self.app or "."))
@@ -74,6 +83,24 @@ class OtaHook:
         return {"board": self.board, "counters": d["counters"], "versions": d["versions"], "keys": sorted(d["keys"]),
                 "trial": ({"kind": t["kind"], "version": t["version"]} if t else None),
                 "last_rollback": d["last_rollback"]}
+
+    def app_version(self):
+        """The installed app version, or None when no app slot runs (a board run from source): the
+        version of the last confirmed app update, else the bundle manifest of the slot the board runs
+        (during an app trial: the slot it came from, so the new version shows only once confirmed)."""
+        if self._app is False:
+            self._app = None
+            if self.root is not None:
+                d = state.State(self.store).d
+                v = d["versions"].get("app")
+                if v is None:
+                    t = d["trial"]
+                    slot = self.slot
+                    if t and t.get("kind") == "app" and t.get("prev"):
+                        slot = st.join(self.root, "fl/" + t["prev"])
+                    v = bundle_version(slot)
+                self._app = v if isinstance(v, str) else None
+        return self._app
 
     # ---- self-test and confirmation
     def self_test(self, obj):
@@ -124,6 +151,7 @@ class OtaHook:
             if ok:
                 boot.confirm(self.root, self.store)
                 self.result = None
+                self._app = False
                 say("ota: %s %s confirmed" % (t["kind"], t["version"]))
                 self._emit(obj, "ota_confirmed", "info", {"kind": t["kind"], "version": t["version"]})
                 return True
@@ -140,6 +168,7 @@ class OtaHook:
         t = self.result["trial"]
         boot.rollback(self.root, self.store, reason)
         self.result = None
+        self._app = False
         say("ota: %s %s failed its self-test (%s): rolling back" % (t["kind"], t["version"], reason))
         self._emit(obj, "ota_rollback", "warning", {"kind": t["kind"], "version": t["version"], "reason": reason})
 
@@ -153,6 +182,7 @@ class OtaHook:
         else:
             boot.rollback(self.root, self.store, reason)
         self.result = None
+        self._app = False
         return True
 
 

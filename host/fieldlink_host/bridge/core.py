@@ -373,10 +373,12 @@ class Bridge:
         elif t == "nhb" and mac and isinstance(d, dict):
             dev = self._device(mac, out, changed)
             self._heard(mac, dev, m, rx, out)
-            before = (dev.get("fw"), sorted(dev.get("relays", {})), dev.get("sl"))
+            before = (dev.get("fw"), dev.get("app"), sorted(dev.get("relays", {})), dev.get("sl"))
             for k in ("fw", "role", "up", "boot"):
                 if k in d:
                     dev[k] = d[k]
+            if isinstance(d.get("app"), str):
+                dev["app"] = d["app"]   # the installed app version (fw is the framework's)
             if isinstance(d.get("bd"), str):
                 dev["board"] = d["bd"]
             dev["sl"] = d.get("sl") or 0
@@ -387,7 +389,8 @@ class Bridge:
             if isinstance(d.get("bat"), int | float):
                 dev["battery"] = d["bat"]
             out.append((self.topics.state(mac), self._state_payload(mac, dev), True))
-            if before != (dev.get("fw"), sorted(dev.get("relays", {})), dev.get("sl")) or not dev.get("discovered"):
+            if before != (dev.get("fw"), dev.get("app"), sorted(dev.get("relays", {})), dev.get("sl")) \
+                    or not dev.get("discovered"):
                 self._discovery(mac, dev, out)
             self._devices_dirty = True
             live.append({"type": "state", "node": mac, "state": self._state_payload(mac, dev)})
@@ -882,7 +885,7 @@ class Bridge:
         for mac, dev in sorted(self.devices.items()):
             out.append({"ieee_address": mac, "mac": mac, "friendly_name": dev.get("name") or mac,
                         "name": dev.get("name"), "board": dev.get("board") or dev.get("role"),
-                        "firmware": dev.get("fw"), "rssi": dev.get("rssi"), "online": bool(dev.get("online")),
+                        "firmware": dev.get("app") or dev.get("fw"), "rssi": dev.get("rssi"), "online": bool(dev.get("online")),
                         "last_seen": iso(dev["last_seen"]) if dev.get("last_seen") else None,
                         "battery": dev.get("battery"), "relays": dev.get("relays", {}),
                         "sensors": dev.get("sensors", {}), "latest": dev.get("latest", {}),

@@ -333,7 +333,7 @@ class BridgeOta:
         if isinstance(st, dict):
             o = st.get("ota")
             ota: dict[str, Any] = o if isinstance(o, dict) else {}
-            info = {"board": ota.get("board") or dev.get("board"), "fw": st.get("fw"),
+            info = {"board": ota.get("board") or dev.get("board"), "fw": st.get("fw"), "app": dev.get("app"),
                     "versions": dict(ota.get("versions") or {}), "counters": dict(ota.get("counters") or {})}
             dev["ota_info"] = info
             return info
@@ -429,7 +429,7 @@ class BridgeOta:
         def installed(k: str) -> str | None:
             v = versions.get(k)
             if v is None and k == "app":
-                v = info.get("fw")
+                v = info.get("app")     # the heartbeat's installed app version (not fw: the framework's)
             return None if v is None else str(v)
 
         newest: dict[str, Package] = {}
@@ -581,8 +581,8 @@ class BridgeOta:
             return dict(upd)
         if not self.enabled:
             return None
-        fw = dev.get("fw")
-        return {"state": "idle", "installed_version": fw, "latest_version": fw}
+        v = dev.get("app") or dev.get("fw")
+        return {"state": "idle", "installed_version": v, "latest_version": v}
 
     def set_update(self, mac: str, upd: dict[str, Any]) -> None:
         """Store the node's update state and publish its state topic (retained) with it."""

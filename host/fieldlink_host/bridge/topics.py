@@ -147,7 +147,7 @@ class Topics:
         ident = self.node_identifier(mac)
         device = {"identifiers": [ident], "name": str(info.get("name") or mac),
                   "manufacturer": "fieldlink", "model": str(info.get("board") or info.get("role") or "fieldlink node"),
-                  "sw_version": str(info.get("fw") or "unknown"),
+                  "sw_version": str(info.get("app") or info.get("fw") or "unknown"),
                   "connections": [["mac", ":".join(mac[i:i + 2] for i in range(0, 12, 2))]],
                   "via_device": self.gateway_identifier()}
         avail = [self._bridge_availability(),
@@ -211,7 +211,7 @@ class Topics:
         ident = self.node_identifier(mac)
         device = {"identifiers": [ident], "name": str(info.get("name") or mac),
                   "manufacturer": "fieldlink", "model": str(info.get("board") or info.get("role") or "fieldlink node"),
-                  "sw_version": str(info.get("fw") or "unknown"),
+                  "sw_version": str(info.get("app") or info.get("fw") or "unknown"),
                   "connections": [["mac", ":".join(mac[i:i + 2] for i in range(0, 12, 2))]],
                   "via_device": self.gateway_identifier()}
         avail = [self._bridge_availability(),

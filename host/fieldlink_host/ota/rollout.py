@@ -5,8 +5,8 @@ The signed image (manifest, signature, payload) is uploaded to the gateway once 
 ``ota_data``, resumable), then pushed (``ota_push``) to the canaries first and to the remaining nodes in
 waves that double in size. The gateway feeds the nodes over ESP-NOW (sleeping nodes when they wake, when
 their battery is above the threshold) and reports ``ota`` messages; a node reports the outcome of the
-activation itself (events ``ota_confirmed`` / ``ota_rollback`` of fieldlink.ota.hook, or a heartbeat with
-the new ``fw``).
+activation itself (events ``ota_confirmed`` / ``ota_rollback`` of fieldlink.ota.hook, or for an ``app``
+image a heartbeat whose ``app`` is the new version).
 A failed or rolled-back canary halts the rollout; so do ``halt_on`` failures in the waves. Every change is
 written to a JSON state file, so a host restart continues where it stopped.
 
@@ -282,15 +282,19 @@ class Rollout:
         self.save()
 
     def old_versions(self) -> None:
-        """installed/old version of each target from the gateway's peer table (None if unknown)."""
+        """installed/old version of each target from the gateway's peer table (None if unknown): for an
+        app image the node's installed app version (heartbeat ``app``); ``fw`` is the framework version,
+        not the version of any update kind, so other kinds stay unknown."""
+        if self.image.manifest.get("kind") != "app":
+            return
         try:
             r = self.port.request("peers", timeout=10)
         except FieldlinkError:
             return
         for p in r.get("r") or []:
             n = self.state.nodes.get(str(p.get("mac")))
-            if n is not None and n.old_version is None and p.get("fw") is not None:
-                n.old_version = n.installed_version = str(p["fw"])
+            if n is not None and n.old_version is None and p.get("app") is not None:
+                n.old_version = n.installed_version = str(p["app"])
 
     def run(self) -> Report:
         st = self.state
@@ -381,8 +385,9 @@ class Rollout:
                 self._fail(n, "rolled_back", str(e.get("reason") or "rolled back"))
                 return True
             return False
-        if t == "nhb" and d.get("fw") == self.image.version:
-            # the node runs the new version (after its switch; or it had it already)
+        if t == "nhb" and self.image.manifest.get("kind") == "app" and d.get("app") == self.image.version:
+            # the node runs the new app, confirmed (after its switch; or it had it already); other kinds
+            # are confirmed by the ota_confirmed event or the FIN's activation result
             return self._updated(n, self.image.version)
         return False
 
