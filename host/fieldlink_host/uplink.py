@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import msgpack
 import serial
@@ -293,7 +293,7 @@ class UplinkClient:
         return dict(self.request("status", timeout=timeout)["r"])
 
     def peers(self, timeout: float = 5.0) -> list[dict[str, Any]]:
-        return list(self.request("peers", timeout=timeout)["r"])
+        return all_peers(self, timeout)
 
     def time_sync(self, epoch_ms: int | None = None, timeout: float = 5.0) -> dict[str, Any]:
         ts = int(time.time() * 1000) if epoch_ms is None else epoch_ms
@@ -567,3 +567,23 @@ class UplinkClient:
             self.stats.tel_duplicates += 1
             return None, ack
         return msg, ack
+
+
+class _Requester(Protocol):
+    def request(self, op: str, /, to: str | None = None, timeout: float = 10.0, ttl: int | None = None,
+                check: bool = True, **args: Any) -> dict[str, Any]: ...
+
+
+def all_peers(port: _Requester, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """Every node the gateway knows: ``peers`` answers a page at a time (docs/protocol.md), ``more`` is
+    the offset of the next page. A gateway that does not page answers everything at once."""
+    out: list[dict[str, Any]] = []
+    off = 0
+    for _ in range(10_000):     # bounded: a gateway knows at most a few hundred nodes
+        res = port.request("peers", timeout=timeout, o=off) if off else port.request("peers", timeout=timeout)
+        out.extend(p for p in res.get("r") or [] if isinstance(p, dict))
+        nxt = res.get("more")
+        if not isinstance(nxt, int) or nxt <= off:
+            return out
+        off = nxt
+    raise UplinkError("peers: the gateway never ended its pages")

@@ -413,3 +413,32 @@ def test_gateway_opens_the_join_window_at_start_and_says_so():
         assert [m["t"] for m in msgs][:2] == ["boot", "pj"] and msgs[1]["open"] == 15
         assert r.link.join_s == 15 and r.gw.pj_left() == 15
     run(main())
+
+
+def test_peers_answers_in_pages_that_fit_a_frame():
+    # 30 nodes with the largest heartbeat fields: one answer with all of them would not fit the host's
+    # 4096-byte frame (docs/protocol.md "peers"); pages of PEERS_PAGE in MAC order, `more` = next offset
+    async def main():
+        r = GwRig()
+        macs = [bytes([2, 0, 0, 0, 1, 40 - i]) for i in range(30)]   # heard in reverse MAC order
+        for i, mac in enumerate(macs):
+            n = r.node(mac)
+            await n.send(GW, T_HEARTBEAT, {"up": 5, "boot": i, "fw": "0.1.0" * 6, "role": "node",
+                                           "bd": "b" * 31, "bat": 87, "app": "a" * 31})
+            await r.io()
+        pages, off, cid = [], 0, 100
+        while True:
+            m = await r.cmd(cid, "peers", o=off) if off else await r.cmd(cid, "peers")
+            res = res_of(m, cid)[0]
+            assert res["ok"] and len(mpack.packb(res)) < 4096 - 64, len(mpack.packb(res))
+            pages.append([p["mac"] for p in res["r"]])
+            if "more" not in res:
+                break
+            off, cid = res["more"], cid + 1
+        assert [len(p) for p in pages] == [8, 8, 8, 6]
+        assert [m for p in pages for m in p] == sorted(mac_hex(m) for m in macs)
+        m = await r.cmd(200, "peers", o=-1)
+        assert res_of(m, 200)[0]["err"] == "bad_args"
+        m = await r.cmd(201, "peers", o=40)                 # past the end: an empty last page
+        assert res_of(m, 201)[0]["r"] == [] and "more" not in res_of(m, 201)[0]
+    run(main())

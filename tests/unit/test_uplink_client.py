@@ -12,7 +12,7 @@ import msgpack
 import pytest
 from fieldlink.codec.serialframe import FrameDecoder, encode_frame
 from fieldlink_host import uplink
-from fieldlink_host.uplink import FastFrameDecoder, UplinkClient, UplinkError
+from fieldlink_host.uplink import FastFrameDecoder, UplinkClient, UplinkError, all_peers
 
 
 class FakePort:
@@ -266,3 +266,32 @@ def test_everything_waiting_is_one_group_one_sink_call_one_ack(monkeypatch: pyte
         assert [m["s"] for m in port.sent() if m.get("t") == "ack"] == [300]
     finally:
         client.close()
+
+
+class _PagingGateway:
+    """answers ``peers`` a page of 8 at a time with ``more`` (docs/protocol.md), like the device does"""
+
+    def __init__(self, n: int, more_bug: bool = False) -> None:
+        self.peers = [{"mac": f"0200000001{i:02x}"} for i in range(n)]
+        self.more_bug = more_bug
+        self.calls: list[int] = []
+
+    def request(self, op: str, /, to: str | None = None, timeout: float = 10.0, ttl: int | None = None,
+                check: bool = True, **args: Any) -> dict[str, Any]:
+        assert op == "peers"
+        off = int(args.get("o", 0))
+        self.calls.append(off)
+        res: dict[str, Any] = {"t": "res", "ok": True, "r": self.peers[off:off + 8]}
+        if off + 8 < len(self.peers):
+            res["more"] = 0 if self.more_bug else off + 8
+        return res
+
+
+def test_all_peers_walks_the_gateways_pages() -> None:
+    gw = _PagingGateway(30)
+    assert [p["mac"] for p in all_peers(gw)] == [p["mac"] for p in gw.peers]
+    assert gw.calls == [0, 8, 16, 24]
+    # an older gateway answers everything at once; a broken one pointing back never loops forever
+    assert len(all_peers(_PagingGateway(5))) == 5
+    bad = _PagingGateway(30, more_bug=True)
+    assert len(all_peers(bad)) == 8 and bad.calls == [0]

@@ -23,6 +23,7 @@ OTA_OPS = ("ota_image", "ota_data", "ota_push", "ota_cancel", "ota_state")
 COUNTERS = ("tel_rx", "tel_dup", "evt_rx", "hb_rx", "host_cmds", "node_cmds", "cmds_ok", "cmds_failed",
             "cmds_queued", "cmds_expired", "cmds_overflow", "unknown_op", "bad_cmd", "time_tx")
 TEL_SEEN = 8  # telemetry q values remembered per node (current boot), to drop a message sent again
+PEERS_PAGE = 8  # peers per `peers` answer: 8 full entries stay well inside the host's 4096-byte frame
 
 
 def mac_hex(mac):
@@ -277,7 +278,15 @@ class Gateway(RoleBase):
             self._res(cid, True, r={"open": 0})
             self.permit_join(0)
         elif op == "peers":
-            self._res(cid, True, r=self.peers())
+            off = a.get("o", 0)
+            if not isinstance(off, int) or off < 0:
+                self._res(cid, False, err="bad_args")
+                return
+            page = self.peers(off, PEERS_PAGE)
+            if off + PEERS_PAGE < len(self.nodes):
+                self._res(cid, True, r=page, more=off + PEERS_PAGE)
+            else:
+                self._res(cid, True, r=page)
         elif op == "status":
             self._res(cid, True, r=self.status())
         elif op in OTA_OPS and self.ota_box is not None:
@@ -399,10 +408,13 @@ class Gateway(RoleBase):
             self._busy.pop(mac, None)
 
     # ------------------------------------------------------------------ reports
-    def peers(self):
+    def peers(self, off=0, count=None):
+        """The known nodes in MAC order (stable across pages), `count` of them from `off` (all: None)."""
         out = []
         now = self.clock()
-        for mac, n in self.nodes.items():
+        macs = sorted(self.nodes)
+        for mac in macs[off:] if count is None else macs[off:off + count]:
+            n = self.nodes[mac]
             out.append({"mac": mac_hex(mac), "rssi": n["rssi"], "fw": n["fw"], "role": n["role"],
                         "boot": n["boot"], "sleep": n["sleep"], "ago": ticks_diff(now, n["last"]) // 1000,
                         "q": self.cq.pending(mac), "bd": n.get("bd"), "bat": n.get("bat"),

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from fieldlink_host.errors import FieldlinkError
+from fieldlink_host.uplink import all_peers
 
 #: payload bytes per ``ota_data`` command: with msgpack, COBS and CRC it stays below the gateway's
 #: 1024-byte serial frame limit (docs/protocol.md "Frame size")
@@ -288,10 +289,10 @@ class Rollout:
         if self.image.manifest.get("kind") != "app":
             return
         try:
-            r = self.port.request("peers", timeout=10)
+            peers = all_peers(self.port, timeout=10)
         except FieldlinkError:
             return
-        for p in r.get("r") or []:
+        for p in peers:
             n = self.state.nodes.get(str(p.get("mac")))
             if n is not None and n.old_version is None and p.get("app") is not None:
                 n.old_version = n.installed_version = str(p["app"])
@@ -439,8 +440,7 @@ def resolve_targets(spec: str, port: GatewayPort, groups: Path | None = None) ->
     separated by commas."""
     spec = spec.strip()
     if spec == "all":
-        r = port.request("peers", timeout=10)
-        return sorted(str(p["mac"]) for p in r.get("r") or [] if isinstance(p, dict) and "mac" in p)
+        return sorted(str(p["mac"]) for p in all_peers(port, timeout=10) if "mac" in p)
     if spec.startswith("@"):
         if groups is None:
             raise FieldlinkError(f"--to {spec} needs --groups FILE (JSON: {{\"group\": [MAC, ...]}})")
