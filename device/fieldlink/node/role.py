@@ -258,7 +258,7 @@ class Node(RoleBase):
     def emit(self, ev, severity="info", data=None):
         # (boot, e) identifies the event like (boot, q) a telemetry message: a copy that reaches the host
         # again (repeated after a lost ACK, forwarded again by a rebooted gateway) is dropped there
-        m = {"ev": ev, "sev": severity, "boot": self.state.boot, "e": self.state.next_seq()}
+        m = {"ev": ev, "sev": severity, "boot": self.state.boot, "e": self.state.next_event()}
         if data is not None:
             m["d"] = data
         self.report.add_event(m)

@@ -21,7 +21,8 @@ class State:
         self.path = path
         self.rtc = rtc
         self.boot = 0
-        self.seq = 0
+        self.seq = 0        # telemetry sequence q of this boot (1, 2, 3 ...; the host checks none skipped)
+        self.eseq = 0       # event sequence e of this boot, its own so telemetry q stays gapless
         self.counters = {}
         self.extra = {}
         self.woke = False
@@ -37,6 +38,7 @@ class State:
                 self._apply(fdata)
             self.boot += 1
             self.seq = 0
+            self.eseq = 0
             self.save_file()
 
     def _apply(self, d):
@@ -44,13 +46,15 @@ class State:
             self.boot = d["boot"]
         if _is_int(d.get("seq")):
             self.seq = d["seq"]
+        if _is_int(d.get("e")):
+            self.eseq = d["e"]
         if isinstance(d.get("c"), dict):
             self.counters = d["c"]
         if isinstance(d.get("x"), dict):
             self.extra = d["x"]
 
     def _dump(self):
-        return json.dumps({"m": self.MAGIC, "boot": self.boot, "seq": self.seq, "c": self.counters,
+        return json.dumps({"m": self.MAGIC, "boot": self.boot, "seq": self.seq, "e": self.eseq, "c": self.counters,
                            "x": self.extra})
 
     def _from_rtc(self):
@@ -77,6 +81,10 @@ class State:
     def next_seq(self):
         self.seq = (self.seq + 1) & 0xFFFFFFFF
         return self.seq
+
+    def next_event(self):
+        self.eseq = (self.eseq + 1) & 0xFFFFFFFF
+        return self.eseq
 
     def save_rtc(self):
         if self.rtc is None:

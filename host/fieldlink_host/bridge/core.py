@@ -620,6 +620,20 @@ class Bridge:
         if rows:
             self.store.insert_outbox(rows)
 
+    def publish_update(self, mac: str, upd: dict[str, Any]) -> None:
+        """A node's OTA update state (bridge/ota.py): stored with the device, its state topic (retained)
+        published with it, the page told."""
+        dev = self.devices.get(mac)
+        if dev is None:
+            return
+        dev["update"] = dict(upd)
+        with self.store.tx():
+            self.store.save_device(mac, dev)
+            self._enqueue([(self.topics.state(mac), self._state_payload(mac, dev), True)], now_ms())
+        if self.publisher is not None:
+            self.publisher.notify()
+        self._broadcast({"type": "update", "node": mac, "update": dict(upd)})
+
     def _publish(self, out: list[tuple[str, dict[str, Any] | str, bool]]) -> None:
         """Outbox rows in a transaction of their own (not tied to a gateway message)."""
         if not out:

@@ -24,15 +24,39 @@ import queue
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from fieldlink_host.bridge.config import BridgeConfig
+from fieldlink_host.bridge.topics import Topics
 from fieldlink_host.errors import FieldlinkError
 from fieldlink_host.ota.package import SUFFIX_MANIFEST, inspect_package
 from fieldlink_host.ota.rollout import Rollout, RolloutState, UpdateImage, image_id, load_image
-from fieldlink_host.uplink import UplinkError
+from fieldlink_host.uplink import UplinkClient, UplinkError
 
-if TYPE_CHECKING:
-    from fieldlink_host.bridge.core import Bridge
+
+class _Result(Protocol):
+    state: str
+    result: dict[str, Any] | None
+
+
+class Bridge(Protocol):
+    """What the OTA part uses of the bridge (fieldlink_host.bridge.core.Bridge), so this module does not
+    import the core that imports it."""
+
+    cfg: BridgeConfig
+    topics: Topics
+    devices: dict[str, dict[str, Any]]
+    counters: dict[str, int]
+    client: UplinkClient | None
+
+    def resolve(self, ident: Any) -> str: ...
+
+    def command_wait(self, mac: str | None, op: str, args: dict[str, Any] | None = None,
+                     timeout: float | None = None, **kw: Any) -> _Result: ...
+
+    def _publish(self, out: list[tuple[str, dict[str, Any] | str, bool]]) -> None: ...
+
+    def publish_update(self, mac: str, upd: dict[str, Any]) -> None: ...
 
 log = logging.getLogger("fieldlink.bridge.ota")
 
@@ -586,19 +610,9 @@ class BridgeOta:
 
     def set_update(self, mac: str, upd: dict[str, Any]) -> None:
         """Store the node's update state and publish its state topic (retained) with it."""
-        from fieldlink_host.bridge.store import now_ms
-
-        b = self.bridge
-        dev = b.devices.get(mac)
-        if dev is None or self.stopping.is_set():   # stopping: the engine's state file has it
+        if self.stopping.is_set():   # stopping: the engine's state file has it
             return
-        dev["update"] = dict(upd)
-        with b.store.tx():
-            b.store.save_device(mac, dev)
-            b._enqueue([(b.topics.state(mac), b._state_payload(mac, dev), True)], now_ms())
-        if b.publisher is not None:
-            b.publisher.notify()
-        b._broadcast({"type": "update", "node": mac, "update": dict(upd)})
+        self.bridge.publish_update(mac, upd)
 
     def status(self, mac: str) -> dict[str, Any]:
         """``GET /api/devices/{mac}/ota``: the update state, the running job and the packages for the node."""
