@@ -135,6 +135,7 @@ class UplinkStats:
     bad_msgpack: int = 0
     bad_msg: int = 0
     acks_sent: int = 0
+    last_ack: int = 0       # the last cumulative ack sent: everything up to it was delivered first
     frames_sent: int = 0
     gateway_boots: int = 0
     tel_duplicates: int = 0
@@ -413,6 +414,7 @@ class UplinkClient:
                 try:
                     self.send({"t": "ack", "s": top})
                     self.stats.acks_sent += 1
+                    self.stats.last_ack = top
                 except (serial.SerialException, OSError, UplinkError):
                     pass
             elif time.monotonic() - self._last_tx >= self.hb_interval:
