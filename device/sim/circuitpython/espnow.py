@@ -17,6 +17,7 @@
 #   different from it cannot be sent to. Frames travel only while wifi.radio.enabled.
 import airlink
 import espidf
+import microcontroller
 import simboard
 from simboard import ticks_ms as _ticks_ms
 
@@ -147,7 +148,7 @@ class _Core:
 
     def check(self):
         if self.esp is None:
-            raise ValueError("Object has been deinitialized and can no longer be used. Create a new object.")
+            raise ValueError(microcontroller._DEINIT_MSG)
 
     def _wifi(self):
         st = getattr(self.board, "cpy_wifi", None)
@@ -245,7 +246,7 @@ class ESPNow:
 
     def _c(self):
         if self._core is None:
-            raise ValueError("Object has been deinitialized and can no longer be used. Create a new object.")
+            raise ValueError(microcontroller._DEINIT_MSG)
         return self._core
 
     def set_pmk(self, pmk):
