@@ -35,9 +35,10 @@ def _run(*args: str) -> str:
     return proc.stdout
 
 
-def _cut(root: Path, k: int, mode: str = "update") -> str:
-    """Run the update (mode) and SIGKILL it at its k-th step; returns the step's name."""
-    proc = subprocess.Popen([micropython_binary(), str(CHILD), mode, str(root), str(k)], stdin=subprocess.PIPE,
+def _cut(root: Path, k: int, mode: str = "update", *args: str) -> str:
+    """Run the update (mode, with args after the root) and SIGKILL it at its k-th step; returns the step's
+    name."""
+    proc = subprocess.Popen([micropython_binary(), str(CHILD), mode, str(root), *args, str(k)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
     try:
         assert proc.stdout is not None
@@ -151,22 +152,10 @@ def test_power_cut_at_every_step_of_a_rules_or_keys_update(tmp_path: Path, kind:
     for k in range(1, steps + 1):
         root = tmp_path / f"cut{k}"
         shutil.copytree(template, root)
-        proc = subprocess.Popen([micropython_binary(), str(CHILD), "rkupdate", str(root), kind, str(k)],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=_env())
-        try:
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
-            assert line.startswith(f"@at {k} "), line + (proc.stderr.read() if proc.stderr else "")
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        step = _cut(root, k, "rkupdate", kind)
         out = _run("rkrecover", str(root), kind)
         st, fin = _line(out, "@state"), _line(out, "@final")
-        where = f"{kind} cut at step {k} ({line.strip()}): {st}"
+        where = f"{kind} cut at step {k} ({step}): {st}"
         assert st["keep"] == "relay state: fan on", where
         new = st["counter"] == 2
         assert st["counter"] in (None, 2) and (st["version"] == "2.0") == new, where
