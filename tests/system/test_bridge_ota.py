@@ -85,15 +85,21 @@ def states(sub: Subscriber, mac: str) -> list[dict[str, Any]]:
             if isinstance(p, dict) and isinstance(p.get("update"), dict)]
 
 
-def test_check_update_state_ha_entity_and_bad_requests(tmp_path: Path, broker: Mosquitto) -> None:
+def rules_package(tmp_path: Path, version: str, counter: int, name: str) -> tuple[Any, Path]:
+    """(owner key pair, ota directory) holding a signed rules package OTA_DIR/name for sim-node."""
     kp = new_keypair(tmp_path / "keys")
     prog = compile_file(ROOT / "tests" / "fixtures" / "rules" / "greenhouse.rules.yaml", "sim-node").program
     ota = tmp_path / "ota"
     ota.mkdir()
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "gh.bin").write_bytes(prog)
-    make_package(tmp_path / "src" / "gh.bin", kp.private, kind="rules", board="sim-node", version="gh-2",
-                 counter=7, out=ota / "gh")
+    make_package(tmp_path / "src" / "gh.bin", kp.private, kind="rules", board="sim-node", version=version,
+                 counter=counter, out=ota / name)
+    return kp, ota
+
+
+def test_check_update_state_ha_entity_and_bad_requests(tmp_path: Path, broker: Mosquitto) -> None:
+    kp, ota = rules_package(tmp_path, "gh-2", 7, "gh")
     # a tampered copy: same payload, the version changed in the signed manifest (re-encoded canonically)
     (ota / "tampered").mkdir()
     m = json.loads((ota / "gh.ota.json").read_bytes())
@@ -219,14 +225,7 @@ def test_schedule_from_the_api_continues_after_a_bridge_restart_and_unschedule(t
     from fieldlink_host.bridge.config import WebConfig
     from fieldlink_host.bridge.web import create_app
 
-    kp = new_keypair(tmp_path / "keys")
-    prog = compile_file(ROOT / "tests" / "fixtures" / "rules" / "greenhouse.rules.yaml", "sim-node").program
-    ota = tmp_path / "ota"
-    ota.mkdir()
-    (tmp_path / "src").mkdir()
-    (tmp_path / "src" / "gh.bin").write_bytes(prog)
-    make_package(tmp_path / "src" / "gh.bin", kp.private, kind="rules", board="sim-node", version="gh-3",
-                 counter=3, out=ota / "gh3")
+    kp, ota = rules_package(tmp_path, "gh-3", 3, "gh3")
     work = tmp_path / "farm"
     for i in (1, 2):
         (work / f"node{i}").mkdir(parents=True)
@@ -310,14 +309,7 @@ def test_schedule_for_a_sleeping_node_runs_at_its_next_wake(tmp_path: Path, brok
     """A deep-sleeping node (``sleep_ms``): ``schedule`` is answered at once with the node ``scheduled``;
     the gateway's mailbox hands the update over when the node next wakes, which stays awake for it; the
     node ends ``idle`` with the new version."""
-    kp = new_keypair(tmp_path / "keys")
-    prog = compile_file(ROOT / "tests" / "fixtures" / "rules" / "greenhouse.rules.yaml", "sim-node").program
-    ota = tmp_path / "ota"
-    ota.mkdir()
-    (tmp_path / "src").mkdir()
-    (tmp_path / "src" / "gh.bin").write_bytes(prog)
-    make_package(tmp_path / "src" / "gh.bin", kp.private, kind="rules", board="sim-node", version="gh-4",
-                 counter=4, out=ota / "gh4")
+    kp, ota = rules_package(tmp_path, "gh-4", 4, "gh4")
     work = tmp_path / "farm"
     (work / "node1").mkdir(parents=True)
     (work / "node1" / "owner_keys.json").write_bytes(owner_keys_document([kp.public]))
