@@ -38,6 +38,20 @@ def rmtree(path):
         os.remove(path)
 
 
+class scratch:
+    """`with scratch(tag) as d:` a fresh tmpdir(tag), removed on the way out (also on failure)."""
+
+    def __init__(self, tag="t"):
+        self.tag = tag
+
+    def __enter__(self):
+        self.path = tmpdir(self.tag)
+        return self.path
+
+    def __exit__(self, *exc):
+        rmtree(self.path)
+
+
 def tmpdir(tag="t"):
     """A fresh empty directory under $TMPDIR (or /tmp), unique per call and process."""
     base = os.getenv("TMPDIR") or "/tmp"

@@ -5,7 +5,7 @@
 import hashlib
 import json
 
-from devtest import rmtree, tmpdir
+from devtest import scratch
 from test_ota_transfer import Chan, image
 
 from fieldlink.ota import mailbox as mb
@@ -129,14 +129,8 @@ class Net:
         return [self.box.entries[m].state for m in self.macs]
 
 
-def _fresh(tag):
-    d = tmpdir(tag)
-    return d
-
-
 def test_image_store_resumable_upload_and_blob():
-    d = _fresh("otastore")
-    try:
+    with scratch("otastore") as d:
         payload = image(5000)
         man = manifest_for(payload)
         iid = mb.image_id(man)
@@ -173,13 +167,10 @@ def test_image_store_resumable_upload_and_blob():
                 raise AssertionError("begin accepted %r" % (args[1],))
             except ValueError:
                 pass
-    finally:
-        rmtree(d)
 
 
 def test_three_nodes_at_once_with_loss():
-    d = _fresh("otafan")
-    try:
+    with scratch("otafan") as d:
         payload = image(9000, 3)
         net = Net(d, payload, n=3, loss=0.2)
         iid = net.upload(manifest_for(payload))
@@ -204,13 +195,10 @@ def test_three_nodes_at_once_with_loss():
         seen = [e["state"] for e in net.events if e["from"] == hexd(net.macs[0])]
         assert seen[0] == "scheduled" and seen[1] == "updating" and seen[-1] == "transferred"
         assert len([s for s in seen if s == "updating"]) >= 5       # progress reports on the way
-    finally:
-        rmtree(d)
 
 
 def test_sleeping_node_below_battery_threshold_is_not_started():
-    d = _fresh("otabatt")
-    try:
+    with scratch("otabatt") as d:
         payload = image(4000, 5)
         net = Net(d, payload, n=2, batts={0: 30, 1: 90})
         iid = net.upload(manifest_for(payload))
@@ -239,13 +227,10 @@ def test_sleeping_node_below_battery_threshold_is_not_started():
         assert net.box.heard(low, net.t)
         net.until(lambda: net.box.entries[low].state != "updating" and net.box.entries[low].sender is not None)
         assert net.box.entries[low].state == "transferred" and bytes(net.upd[low].slot) == payload
-    finally:
-        rmtree(d)
 
 
 def test_transfer_continues_over_several_wakes_and_a_power_cut():
-    d = _fresh("otawake")
-    try:
+    with scratch("otawake") as d:
         payload = image(20000, 9)
         net = Net(d, payload, n=1)
         iid = net.upload(manifest_for(payload))
@@ -283,13 +268,10 @@ def test_transfer_continues_over_several_wakes_and_a_power_cut():
         assert wakes >= 3 and cuts >= 1
         assert e.state == "transferred" and bytes(net.upd[mac].slot) == payload
         assert net.upd[mac].begins == 1 + cuts      # the manifest is verified again after each reboot
-    finally:
-        rmtree(d)
 
 
 def test_refusals_reach_the_host():
-    d = _fresh("otarefuse")
-    try:
+    with scratch("otarefuse") as d:
         payload = image(3000, 1)
         net = Net(d, payload, n=2, sig=bytes(64))   # the nodes trust another key: refused before payload
         iid = net.upload(manifest_for(payload))
@@ -310,13 +292,10 @@ def test_refusals_reach_the_host():
         net.box.heard(net.macs[0], net.t)
         net.until(lambda: net.states() != ["updating"])
         assert net.states() == ["failed"] and net.box.entries[net.macs[0]].err == "sha256"
-    finally:
-        rmtree(d)
 
 
 def test_host_commands_bad_input_and_limits():
-    d = _fresh("otacmd")
-    try:
+    with scratch("otacmd") as d:
         payload = image(2000, 4)
         net = Net(d, payload, n=5)
         box = net.box
@@ -343,5 +322,3 @@ def test_host_commands_bad_input_and_limits():
         box.command("ota_push", {"id": iid, "nodes": [hexd(net.macs[0])]})
         assert box.command("ota_cancel", {}) == (True, {"n": 1}, None)
         assert box.pending(net.macs[0]) is None
-    finally:
-        rmtree(d)
