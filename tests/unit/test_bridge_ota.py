@@ -14,6 +14,7 @@ import pytest
 from fieldlink_host.bridge.config import BridgeConfig, load_config
 from fieldlink_host.bridge.core import Bridge
 from fieldlink_host.bridge.ota import OtaRequestError
+from fieldlink_host.errors import FieldlinkError
 from fieldlink_host.keys import new_keypair
 from fieldlink_host.ota.package import make_package
 from fieldlink_host.signing import encode_manifest
@@ -163,3 +164,12 @@ def test_start_resets_an_update_left_without_its_job(setup: Any) -> None:
     assert not (sd / f"{N1}.job.json").exists() and N1 not in b.ota.jobs
     assert b.devices[N1]["update"] == {"state": "available", "installed_version": "r5", "latest_version": "r6"}
     assert b.store.devices()[N1]["update"]["state"] == "available"      # stored, survives the next restart
+
+
+def test_ota_dir_that_is_not_a_directory_is_refused_at_start(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    for bad in (tmp_path / "file", tmp_path / "missing"):
+        cfg = BridgeConfig(db=str(tmp_path / "b.db"), bridge_id="u", ota_dir=str(bad))
+        with pytest.raises(FieldlinkError, match="ota_dir is not a directory") as ei:
+            Bridge(cfg)
+        assert ei.value.where == str(bad)

@@ -177,6 +177,8 @@ class BridgeOta:
         self.bridge = bridge
         cfg = bridge.cfg
         self.dir = Path(cfg.ota_dir) if cfg.ota_dir else None
+        if self.dir is not None and not self.dir.is_dir():   # at start, not at the first request
+            raise FieldlinkError("ota_dir is not a directory (missing, or a file)", where=str(self.dir))
         self.keys = [Path(p.strip()) for p in (cfg.ota_key or "").split(",") if p.strip()]
         assert cfg.db is not None
         self.state_dir = Path(cfg.ota_state_dir) if cfg.ota_state_dir else Path(cfg.db + ".ota")
